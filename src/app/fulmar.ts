@@ -1,0 +1,71 @@
+/**
+ * The running server: builds every part from the bootstrap config, starts the listeners, and
+ * stops them in order (listeners, sessions, store) on SIGTERM/SIGINT.
+ */
+import type { BootstrapConfig } from '../config/bootstrap.js';
+import { dropSizeTooSmall } from '../filters/size.js';
+import type { Logger } from '../log/logger.js';
+import type { Listener } from '../net/listener.js';
+import { ensureTlsFiles, loadTlsMaterial } from '../net/tls.js';
+import { SmtpServer } from '../smtp/server/server.js';
+import { openServices, type Services } from './services.js';
+
+export class Fulmar {
+  private smtp: SmtpServer | null = null;
+  private services: Services | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly config: BootstrapConfig,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    log.info({ event: 'app.starting', data: config.dataDir, database: config.database, hostname: config.hostname, config: config.configFile }, 'starting');
+    const services = await openServices(config, (key, error) => log.warn({ event: 'settings.invalid', key }, error));
+    this.services = services;
+    const tlsFiles = await ensureTlsFiles(config.dataDir, config.hostname, config.tls);
+    if (tlsFiles.selfSigned) {
+      log.info({ event: 'tls.self_signed', cert: tlsFiles.cert }, `using a self-signed certificate for ${config.hostname}; set tls.cert and tls.key in the config for a real one`);
+    }
+    const tls = loadTlsMaterial(tlsFiles);
+
+    const snapshot = await services.settings.snapshot();
+    if (dropSizeTooSmall(snapshot.get('smtp.drop_connection_size'), snapshot.get('smtp.max_message_size'))) {
+      log.warn(
+        { event: 'settings.drop_size_small' },
+        'smtp.drop_connection_size is below twice smtp.max_message_size: senders retry dropped connections and multiply bandwidth',
+      );
+    }
+    if ((await services.directory.listDomains()).length === 0) {
+      log.warn({ event: 'app.no_domains' }, 'no local domains yet: add one with `fulmar domain add example.com` and a user with `fulmar user add`');
+    }
+
+    this.smtp = new SmtpServer({
+      addresses: config.listen,
+      ports: config.ports,
+      tls,
+      services: {
+        hostname: config.hostname,
+        directory: services.directory,
+        mail: services.store.mail,
+        blobs: services.store.blobs,
+      },
+      settings: services.settings,
+      log,
+    });
+    const listeners: Listener[] = await this.smtp.start();
+    for (const l of listeners) log.info({ event: 'app.listening', service: l.name, port: l.port, addresses: l.addresses }, `${l.name} listening on port ${l.port}`);
+    log.info({ event: 'app.started', pid: process.pid }, 'Fulmar is running');
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.log.info({ event: 'app.stopping' }, 'stopping');
+    if (this.smtp) await this.smtp.stop();
+    if (this.services) await this.services.store.close();
+    this.log.info({ event: 'app.stopped' }, 'stopped');
+  }
+}

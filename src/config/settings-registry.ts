@@ -1,0 +1,132 @@
+/**
+ * Every runtime setting Fulmar knows: its type, default and meaning. Settings are data in the
+ * store (`fulmar settings set KEY VALUE`), read by the running server at each use, so a change
+ * takes effect at once. The config file's `[settings]` table gives defaults under the store's values.
+ */
+import { formatDuration, parseDuration } from '../util/duration.js';
+import { formatSize, parseSize } from '../util/size.js';
+
+type Kind = 'size' | 'duration' | 'int' | 'bool' | 'string';
+
+interface SettingBase<K extends Kind, T> {
+  kind: K;
+  default: T;
+  description: string;
+  choices?: readonly string[];
+  min?: number;
+}
+
+type SettingDef =
+  | SettingBase<'size', number>
+  | SettingBase<'duration', number>
+  | SettingBase<'int', number>
+  | SettingBase<'bool', boolean>
+  | SettingBase<'string', string>;
+
+export const SETTINGS = {
+  'smtp.max_message_size': {
+    kind: 'size',
+    default: 25 * 1024 * 1024,
+    description: 'Largest message accepted (advertised as SIZE); 0 = no limit. Per-domain limits can be lower.',
+  },
+  'smtp.drop_connection_size': {
+    kind: 'size',
+    default: 0,
+    description:
+      'Hard cap against disk filling: a transfer past this many bytes gets 552 and the connection is closed; 0 = off. Keep it at least twice smtp.max_message_size.',
+  },
+  'smtp.max_recipients': { kind: 'int', default: 100, min: 1, description: 'Recipients per message; more get 452 4.5.3.' },
+  'smtp.max_errors': {
+    kind: 'int',
+    default: 10,
+    min: 1,
+    description: 'Protocol errors in one session before it is closed with 421.',
+  },
+  'smtp.idle_timeout': { kind: 'duration', default: 300_000, min: 1000, description: 'Time a client may stay silent (RFC 5321 asks for at least 5 minutes).' },
+  'smtp.session_timeout': { kind: 'duration', default: 3_600_000, min: 1000, description: 'Longest total time of one SMTP session.' },
+  'smtp.max_connections': { kind: 'int', default: 500, min: 1, description: 'Simultaneous SMTP connections over all ports.' },
+  'smtp.max_connections_per_ip': { kind: 'int', default: 20, min: 1, description: 'Simultaneous SMTP connections from one IP address.' },
+  'smtp.max_line_length': {
+    kind: 'int',
+    default: 65_536,
+    min: 1000,
+    description: 'Longest line inside a message (RFC 5322 asks senders for 998); longer lines make the message refused with 554 5.6.0.',
+  },
+  'smtp.max_header_size': {
+    kind: 'size',
+    default: 256 * 1024,
+    description: 'Largest header section of a message; larger ones are refused with 552 5.3.4.',
+  },
+  'smtp.bare_newline': {
+    kind: 'string',
+    default: 'normalize',
+    choices: ['normalize', 'reject'],
+    description:
+      'What to do with a bare LF or CR inside DATA/BDAT: normalize it to CRLF, or refuse the message with 554 5.6.0. A bare LF never ends DATA either way.',
+  },
+  'auth.failure_delay': {
+    kind: 'duration',
+    default: 1000,
+    description: 'Wait before answering a failed login, to slow down password guessing.',
+  },
+  'auth.allow_plaintext': {
+    kind: 'bool',
+    default: false,
+    description: 'Allow password authentication on connections without TLS (SMTP, and later POP3/IMAP).',
+  },
+} as const satisfies Record<string, SettingDef>;
+
+export type SettingKey = keyof typeof SETTINGS;
+export type SettingValue<K extends SettingKey> = (typeof SETTINGS)[K]['default'] extends number
+  ? number
+  : (typeof SETTINGS)[K]['default'] extends boolean
+    ? boolean
+    : string;
+
+export function isSettingKey(key: string): key is SettingKey {
+  return Object.hasOwn(SETTINGS, key);
+}
+
+export type ParsedSetting = { ok: true; value: number | boolean | string } | { ok: false; error: string };
+
+/** Parses a value given as text for a known key; errors say what is accepted. */
+export function parseSettingValue(key: SettingKey, text: string): ParsedSetting {
+  const def: SettingDef = SETTINGS[key];
+  switch (def.kind) {
+    case 'size': {
+      const v = parseSize(text);
+      return v === null ? { ok: false, error: `${key} takes a size such as 12345, 512KB, 10MB or 1GB (0 = no limit); got "${text}"` } : { ok: true, value: v };
+    }
+    case 'duration': {
+      const v = parseDuration(text);
+      if (v === null) return { ok: false, error: `${key} takes a duration such as 300, 90s, 5m or 2h; got "${text}"` };
+      if (def.min !== undefined && v < def.min) return { ok: false, error: `${key} must be at least ${formatDuration(def.min)}; got "${text}"` };
+      return { ok: true, value: v };
+    }
+    case 'int': {
+      if (!/^\d+$/.test(text.trim())) return { ok: false, error: `${key} takes a whole number; got "${text}"` };
+      const v = Number(text.trim());
+      if (def.min !== undefined && v < def.min) return { ok: false, error: `${key} must be at least ${def.min}; got ${v}` };
+      return { ok: true, value: v };
+    }
+    case 'bool': {
+      const t = text.trim().toLowerCase();
+      if (['true', 'yes', 'on', '1'].includes(t)) return { ok: true, value: true };
+      if (['false', 'no', 'off', '0'].includes(t)) return { ok: true, value: false };
+      return { ok: false, error: `${key} takes true or false; got "${text}"` };
+    }
+    case 'string': {
+      const t = text.trim();
+      if (def.choices && !def.choices.includes(t)) return { ok: false, error: `${key} takes one of ${def.choices.join(', ')}; got "${text}"` };
+      return { ok: true, value: t };
+    }
+  }
+}
+
+/** Text form of a value, as `settings get/list` print it. */
+export function formatSettingValue(key: SettingKey, value: number | boolean | string): string {
+  const def: SettingDef = SETTINGS[key];
+  if (def.kind === 'size' && typeof value === 'number') return formatSize(value);
+  if (def.kind === 'duration' && typeof value === 'number') return formatDuration(value);
+  return String(value);
+}

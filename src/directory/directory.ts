@@ -1,0 +1,132 @@
+/**
+ * The directory service: domains, accounts, aliases and authentication, with the validation
+ * and the policy (which folders a new account gets, how passwords are hashed) that the store
+ * itself does not know.
+ */
+import type { Account, Alias, DirectoryStore, Domain, NewMailbox } from '../store/types.js';
+import { AlreadyExists, InvalidInput, NotFound } from '../util/errors.js';
+import { normalizeAddress, normalizeAliasKey, normalizeDomain, normalizeTarget } from './names.js';
+import { hashPassword, verifyPassword } from './passwords.js';
+
+/** The folders every new account gets (RFC 6154 special-use). */
+export const DEFAULT_MAILBOXES: readonly NewMailbox[] = [
+  { name: 'INBOX', specialUse: null },
+  { name: 'Sent', specialUse: '\\Sent' },
+  { name: 'Drafts', specialUse: '\\Drafts' },
+  { name: 'Trash', specialUse: '\\Trash' },
+  { name: 'Junk', specialUse: '\\Junk' },
+  { name: 'Archive', specialUse: '\\Archive' },
+];
+
+export class Directory {
+  constructor(private readonly store: DirectoryStore) {}
+
+  async addDomain(name: string): Promise<Domain> {
+    return this.store.addDomain(normalizeDomain(name));
+  }
+
+  async removeDomain(name: string, force = false): Promise<void> {
+    return this.store.removeDomain(normalizeDomain(name), { force });
+  }
+
+  async listDomains(): Promise<Domain[]> {
+    return this.store.listDomains();
+  }
+
+  async getDomain(name: string): Promise<Domain | null> {
+    let normal: string;
+    try {
+      normal = normalizeDomain(name);
+    } catch {
+      return null;
+    }
+    return this.store.getDomain(normal);
+  }
+
+  async isLocalDomain(name: string): Promise<boolean> {
+    return (await this.getDomain(name)) !== null;
+  }
+
+  async setDomainMaxMessageSize(name: string, bytes: number | null): Promise<void> {
+    return this.store.setDomainMaxMessageSize(normalizeDomain(name), bytes);
+  }
+
+  async addUser(address: string, password: string, options: { quotaBytes?: number | null; realName?: string | null } = {}): Promise<Account> {
+    const a = normalizeAddress(address);
+    if (password.length === 0) throw new InvalidInput('the password must not be empty');
+    if (!(await this.store.getDomain(a.domain))) {
+      throw new InvalidInput(`${a.domain} is not a local domain; add it first with: fulmar domain add ${a.domain}`);
+    }
+    if (await this.store.getAccount(a.address)) throw new AlreadyExists(`account ${a.address} already exists`);
+    const passwordHash = await hashPassword(password);
+    return this.store.createAccount(
+      { address: a.address, passwordHash, quotaBytes: options.quotaBytes ?? null, realName: options.realName ?? null },
+      [...DEFAULT_MAILBOXES],
+    );
+  }
+
+  async removeUser(address: string): Promise<void> {
+    return this.store.removeAccount(normalizeAddress(address).address);
+  }
+
+  async listUsers(domain?: string): Promise<Account[]> {
+    return this.store.listAccounts(domain === undefined ? undefined : normalizeDomain(domain));
+  }
+
+  async getUser(address: string): Promise<Account | null> {
+    let normal: string;
+    try {
+      normal = normalizeAddress(address).address;
+    } catch {
+      return null;
+    }
+    return this.store.getAccount(normal);
+  }
+
+  async setPassword(address: string, password: string): Promise<void> {
+    const a = normalizeAddress(address);
+    if (password.length === 0) throw new InvalidInput('the password must not be empty');
+    if (!(await this.store.getAccount(a.address))) throw new NotFound(`no account ${a.address}`);
+    await this.store.setPassword(a.address, await hashPassword(password));
+  }
+
+  async setQuota(address: string, quotaBytes: number | null): Promise<void> {
+    return this.store.setQuota(normalizeAddress(address).address, quotaBytes);
+  }
+
+  /** Checks a login; null when the account is unknown, disabled or the password is wrong. */
+  async authenticate(address: string, password: string): Promise<Account | null> {
+    const account = await this.getUser(address);
+    if (!account || account.disabled) {
+      // Spend comparable time on unknown accounts, so timing does not reveal which exist.
+      await verifyPassword(UNKNOWN_ACCOUNT_HASH, password);
+      return null;
+    }
+    return (await verifyPassword(account.passwordHash, password)) ? account : null;
+  }
+
+  async addAlias(address: string, targets: string[]): Promise<Alias> {
+    const key = normalizeAliasKey(address);
+    if (targets.length === 0) throw new InvalidInput('an alias needs at least one target address');
+    if (!(await this.store.getDomain(key.domain))) {
+      throw new InvalidInput(`${key.domain} is not a local domain; an alias must be in one (fulmar domain add ${key.domain})`);
+    }
+    const normalTargets = targets.map((t) => normalizeTarget(t));
+    return this.store.addAlias(key.key, normalTargets);
+  }
+
+  async removeAlias(address: string): Promise<void> {
+    return this.store.removeAlias(normalizeAliasKey(address).key);
+  }
+
+  async listAliases(): Promise<Alias[]> {
+    return this.store.listAliases();
+  }
+
+  async getAlias(key: string): Promise<Alias | null> {
+    return this.store.getAlias(key);
+  }
+}
+
+// A valid argon2id hash of a random password, verified against when the account does not exist.
+const UNKNOWN_ACCOUNT_HASH = '$argon2id$v=19$m=19456,t=2,p=1$AejnuNieD2F4lNf0lMFNAA$vIGCgQKuqzl4SLLbUuxfeemqrvofxF7sBGPsy6cQE5c';

@@ -1,0 +1,36 @@
+/** Entry point of the `fulmar` command. */
+import { Command } from 'commander';
+import { registerAliasCommands } from './cli/alias.js';
+import { registerDomainCommands } from './cli/domain.js';
+import { registerSettingsCommands } from './cli/settings.js';
+import { registerStartCommand } from './cli/start.js';
+import { registerUserCommands } from './cli/user.js';
+
+const program = new Command();
+program
+  .name('fulmar')
+  .description('Fulmar: an all-in-one mail server (SMTP, submission, POP3, IMAP) with an embedded store')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({ outputError: (text, write) => write(`fulmar: ${text.replace(/^error: /, '')}`) });
+
+registerStartCommand(program);
+registerDomainCommands(program);
+registerUserCommands(program);
+registerAliasCommands(program);
+registerSettingsCommands(program);
+
+program.addHelpText(
+  'after',
+  `
+Examples:
+  fulmar start --port-offset 10000         run with SMTP on 10025, submission on 10587, ...
+  fulmar domain add example.com
+  fulmar user add joe@example.com --password secret --quota 1GB
+  fulmar alias add sales@example.com joe@example.com ann@example.org
+  fulmar settings set smtp.max_message_size 20MB
+
+Every command takes --data DIR (default ./data) and --config FILE (default ./fulmar.toml).`,
+);
+
+await program.parseAsync(process.argv);

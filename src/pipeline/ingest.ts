@@ -1,0 +1,178 @@
+/**
+ * The road every message takes, whatever brought it: a transaction that accepts or refuses
+ * recipients one by one, spools the body once, and commits the message to local mailboxes and
+ * the outbound queue in one durable step (after maddy's delivery contract:
+ * start → addRecipient → body → commit | abort).
+ *
+ * Verdicts are protocol-neutral values; each edge maps them to its own replies.
+ */
+import { effectiveLimit, exceedsLimit } from '../filters/size.js';
+import { resolveRecipient } from '../directory/resolve.js';
+import type { Directory } from '../directory/directory.js';
+import type { SettingsSnapshot } from '../store/runtime-settings.js';
+import type { Account, BlobStore, DeliveryOutcome, LocalDelivery, MailStore, OutboundRecipient } from '../store/types.js';
+import { localPrefix } from '../delivery/local.js';
+import { SpoolWriter, type SpoolResult } from './spool.js';
+
+export interface IngestServices {
+  directory: Directory;
+  mail: MailStore;
+  blobs: BlobStore;
+}
+
+export interface IngestContext {
+  /** True when the client proved who it is (SMTP AUTH): it may relay to remote addresses. */
+  authenticated: boolean;
+  settings: SettingsSnapshot;
+}
+
+export type RecipientRefusal =
+  | 'unknown-user'
+  | 'relay-denied'
+  | 'over-quota'
+  | 'too-many-recipients'
+  | 'too-big-for-domain'
+  | 'duplicate';
+
+export type RecipientVerdict = { ok: true } | { ok: false; reason: RecipientRefusal; detail: string };
+
+export interface RecipientParams {
+  orcpt?: string | null;
+  notify?: string | null;
+}
+
+interface AcceptedRecipient {
+  address: string;
+  params: RecipientParams;
+  accounts: Account[];
+  remote: string[];
+  domainLimit: number | null;
+}
+
+export type CommitResult =
+  | { ok: true; outcome: DeliveryOutcome; size: number }
+  | { ok: false; reason: 'too-big' | 'header-too-big'; size: number; limit: number };
+
+export class MessageTransaction {
+  private readonly recipients: AcceptedRecipient[] = [];
+  private spool: SpoolWriter | null = null;
+
+  constructor(
+    private readonly services: IngestServices,
+    private readonly context: IngestContext,
+    readonly mailFrom: string,
+    readonly declaredSize: number | null,
+    readonly dsn: { envId: string | null; ret: 'FULL' | 'HDRS' | null } = { envId: null, ret: null },
+  ) {}
+
+  get recipientCount(): number {
+    return this.recipients.length;
+  }
+
+  get recipientAddresses(): string[] {
+    return this.recipients.map((r) => r.address);
+  }
+
+  async addRecipient(address: string, params: RecipientParams = {}): Promise<RecipientVerdict> {
+    const settings = this.context.settings;
+    if (this.recipients.length >= settings.get('smtp.max_recipients')) {
+      return { ok: false, reason: 'too-many-recipients', detail: `at most ${settings.get('smtp.max_recipients')} recipients per message` };
+    }
+    if (this.recipients.some((r) => r.address.toLowerCase() === address.toLowerCase())) {
+      // A repeated RCPT for the same address is accepted once and delivered once.
+      return { ok: true };
+    }
+    const resolution = await resolveRecipient(this.services.directory, address);
+    if (resolution.kind === 'unknown') return { ok: false, reason: 'unknown-user', detail: `no mailbox here by the name ${address}` };
+    if (resolution.kind === 'remote') {
+      if (!this.context.authenticated) return { ok: false, reason: 'relay-denied', detail: `relay access denied for ${address}` };
+      this.recipients.push({ address, params, accounts: [], remote: [address], domainLimit: null });
+      return { ok: true };
+    }
+    const domain = await this.services.directory.getDomain(address.slice(address.lastIndexOf('@') + 1));
+    const domainLimit = domain?.maxMessageSize ?? null;
+    if (this.declaredSize !== null && domainLimit !== null && domainLimit > 0 && this.declaredSize > domainLimit) {
+      return { ok: false, reason: 'too-big-for-domain', detail: `message size ${this.declaredSize} exceeds the limit of ${domainLimit} bytes for ${domain!.name}` };
+    }
+    for (const account of resolution.accounts) {
+      if (account.quotaBytes !== null && account.usedBytes + (this.declaredSize ?? 0) > account.quotaBytes) {
+        return { ok: false, reason: 'over-quota', detail: `mailbox of ${address} is full` };
+      }
+    }
+    this.recipients.push({ address, params, accounts: resolution.accounts, remote: resolution.remote, domainLimit });
+    return { ok: true };
+  }
+
+  /** The size limit that applies to the body, given the recipients accepted so far. */
+  sizeLimit(): number {
+    return effectiveLimit(
+      this.context.settings.get('smtp.max_message_size'),
+      this.recipients.map((r) => r.domainLimit),
+    );
+  }
+
+  /** Starts the body; `traceHeaders` (Received, ...) go first and are not counted in the size. */
+  async beginBody(traceHeaders: string): Promise<SpoolWriter> {
+    if (this.spool) throw new Error('body already started');
+    this.spool = await SpoolWriter.open(this.services.blobs, traceHeaders, {
+      maxSize: this.sizeLimit(),
+      maxHeaderSize: this.context.settings.get('smtp.max_header_size'),
+    });
+    return this.spool;
+  }
+
+  /**
+   * Ends the body and, when it is within limits, commits it to every recipient. Resolves only
+   * once the message is durable: the caller may then promise delivery.
+   */
+  async commit(): Promise<CommitResult> {
+    if (!this.spool) throw new Error('commit before body');
+    const spooled: SpoolResult = await this.spool.finish();
+    this.spool = null;
+    const limit = this.sizeLimit();
+    if (!spooled.ok) return { ok: false, reason: spooled.reason, size: spooled.size, limit };
+    if (exceedsLimit(spooled.size, limit)) {
+      await this.services.blobs.discard(spooled.blob);
+      return { ok: false, reason: 'too-big', size: spooled.size, limit };
+    }
+    const local: LocalDelivery[] = [];
+    const seenAccounts = new Set<number>();
+    const remote = new Map<string, OutboundRecipient>();
+    for (const r of this.recipients) {
+      for (const account of r.accounts) {
+        if (seenAccounts.has(account.id)) continue;
+        seenAccounts.add(account.id);
+        local.push({
+          accountId: account.id,
+          mailbox: 'INBOX',
+          prefix: localPrefix({ returnPath: this.mailFrom, deliveredTo: account.address, rcptTo: r.address }),
+          flags: [],
+        });
+      }
+      for (const address of r.remote) {
+        const key = address.toLowerCase();
+        if (!remote.has(key)) {
+          // ORCPT travels only for a recipient the client named itself, not for alias targets.
+          const direct = r.remote.length === 1 && r.accounts.length === 0 && r.address === address;
+          remote.set(key, { address, orcpt: direct ? (r.params.orcpt ?? null) : null, notify: r.params.notify ?? null });
+        }
+      }
+    }
+    const outcome = await this.services.mail.commitDelivery({
+      blob: spooled.blob,
+      internalDate: new Date(),
+      local,
+      outbound:
+        remote.size === 0
+          ? null
+          : { mailFrom: this.mailFrom, recipients: [...remote.values()], envId: this.dsn.envId, ret: this.dsn.ret },
+    });
+    return { ok: true, outcome, size: spooled.size };
+  }
+
+  async abort(): Promise<void> {
+    const spool = this.spool;
+    this.spool = null;
+    if (spool) await spool.abort();
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The store's interfaces: the only way anything above `store/` reaches persistent data.
+ *
+ * Invariants
+ * - Every method is asynchronous, although the SQLite adapter is synchronous underneath:
+ *   the PostgreSQL adapter must fit behind the same surface.
+ * - `MailStore.commitDelivery` is the one write on the ingest path. When its promise resolves,
+ *   the message bytes and every row that references them are on disk (fsynced); concurrent
+ *   commits share fsyncs (group commit). It is designed not to fail once recipients were
+ *   accepted: quotas are checked before, not inside, the commit.
+ * - Addresses are stored and looked up lower-cased (the domain always; the local part too,
+ *   as every mail server people run does in practice).
+ * - Message bytes live once in the BlobStore, content-addressed by SHA-256; each mailbox
+ *   message row references its blob and adds its own per-delivery header lines (`prefix`:
+ *   Return-Path, Delivered-To, X-Rcpt-To). The message a client reads is prefix + blob.
+ */
+import type { Readable } from 'node:stream';
+
+export type SpecialUse = '\\Sent' | '\\Drafts' | '\\Trash' | '\\Junk' | '\\Archive';
+
+export interface Domain {
+  id: number;
+  name: string;
+  /** Per-domain message size limit in bytes; null = only the global limit applies. */
+  maxMessageSize: number | null;
+  createdAt: Date;
+}
+
+export interface Account {
+  id: number;
+  /** Full lower-cased address, `local@domain`. */
+  address: string;
+  localPart: string;
+  domain: string;
+  passwordHash: string;
+  /** Quota in bytes; null = unlimited. */
+  quotaBytes: number | null;
+  /** Bytes used by all messages in all the account's mailboxes. */
+  usedBytes: number;
+  realName: string | null;
+  disabled: boolean;
+  createdAt: Date;
+}
+
+export interface NewAccount {
+  address: string;
+  passwordHash: string;
+  quotaBytes: number | null;
+  realName?: string | null;
+}
+
+export interface NewMailbox {
+  name: string;
+  specialUse: SpecialUse | null;
+}
+
+/** An alias: `address` is `local@domain`, or `@domain` for a catch-all. Targets may be local or remote. */
+export interface Alias {
+  address: string;
+  targets: string[];
+}
+
+export interface Mailbox {
+  id: number;
+  accountId: number;
+  /** Full name with `/` as hierarchy delimiter; `INBOX` is always spelled so. */
+  name: string;
+  specialUse: SpecialUse | null;
+  uidValidity: number;
+  uidNext: number;
+  highestModSeq: number;
+  subscribed: boolean;
+  messageCount: number;
+}
+
+export interface MessageRecord {
+  id: number;
+  mailboxId: number;
+  uid: number;
+  modSeq: number;
+  blobHash: string;
+  blobSize: number;
+  /** Per-delivery header lines placed before the blob (CRLF line ends). */
+  prefix: Buffer;
+  /** prefix.length + blobSize: the RFC822.SIZE clients see. */
+  size: number;
+  internalDate: Date;
+  /** System flags (`\Seen`, ...) and keywords, in the order they were set. */
+  flags: string[];
+}
+
+/** One local delivery inside a commit. */
+export interface LocalDelivery {
+  accountId: number;
+  /** Mailbox name, normally `INBOX`; `Junk` for mail a filter judged spam. */
+  mailbox: string;
+  prefix: Buffer;
+  flags: string[];
+}
+
+/** Recipients of a message that must leave for another server (the outbound queue takes them). */
+export interface OutboundEnvelope {
+  /** Envelope sender; '' for the null reverse-path. */
+  mailFrom: string;
+  recipients: OutboundRecipient[];
+  /** RFC 3461 DSN parameters, recorded for the queue. */
+  envId?: string | null;
+  ret?: 'FULL' | 'HDRS' | null;
+}
+
+export interface OutboundRecipient {
+  address: string;
+  /** RFC 3461 ORCPT, as received (`rfc822;addr`), when given. */
+  orcpt?: string | null;
+  notify?: string | null;
+}
+
+export interface DeliveryCommit {
+  blob: StagedBlob;
+  internalDate: Date;
+  local: LocalDelivery[];
+  outbound: OutboundEnvelope | null;
+}
+
+export interface DeliveryOutcome {
+  delivered: Array<{ accountId: number; mailboxId: number; uid: number }>;
+  /** Id of the outbound queue entry, when the commit had remote recipients. */
+  queueId: number | null;
+}
+
+export interface QueuedMessage {
+  id: number;
+  blobHash: string;
+  size: number;
+  mailFrom: string;
+  createdAt: Date;
+  envId: string | null;
+  ret: 'FULL' | 'HDRS' | null;
+  recipients: Array<{
+    id: number;
+    address: string;
+    orcpt: string | null;
+    notify: string | null;
+    status: 'queued' | 'deferred' | 'delivered' | 'failed';
+    attempts: number;
+    nextAttemptAt: Date;
+    lastError: string | null;
+  }>;
+}
+
+export interface DirectoryStore {
+  addDomain(name: string): Promise<Domain>;
+  /** Refuses (InvalidInput) while the domain still has accounts or aliases, unless `force`. */
+  removeDomain(name: string, options?: { force?: boolean }): Promise<void>;
+  getDomain(name: string): Promise<Domain | null>;
+  listDomains(): Promise<Domain[]>;
+  setDomainMaxMessageSize(name: string, bytes: number | null): Promise<void>;
+
+  /** Creates the account and its mailboxes in one transaction. */
+  createAccount(account: NewAccount, mailboxes: NewMailbox[]): Promise<Account>;
+  /** Removes the account, its mailboxes and message references (blobs are released). */
+  removeAccount(address: string): Promise<void>;
+  getAccount(address: string): Promise<Account | null>;
+  getAccountById(id: number): Promise<Account | null>;
+  listAccounts(domain?: string): Promise<Account[]>;
+  setPassword(address: string, passwordHash: string): Promise<void>;
+  setQuota(address: string, quotaBytes: number | null): Promise<void>;
+
+  /** Adds targets to an alias, creating it when absent; duplicate targets are ignored. */
+  addAlias(address: string, targets: string[]): Promise<Alias>;
+  removeAlias(address: string): Promise<void>;
+  getAlias(address: string): Promise<Alias | null>;
+  listAliases(): Promise<Alias[]>;
+}
+
+export interface MailStore {
+  listMailboxes(accountId: number): Promise<Mailbox[]>;
+  getMailbox(accountId: number, name: string): Promise<Mailbox | null>;
+  /** Messages of a mailbox in UID order. */
+  listMessages(mailboxId: number): Promise<MessageRecord[]>;
+  getMessage(mailboxId: number, uid: number): Promise<MessageRecord | null>;
+  /** The bytes a client reads: prefix then blob, streamed. */
+  openMessage(message: MessageRecord): Readable;
+  /** Durable before it resolves; see the module invariants. */
+  commitDelivery(commit: DeliveryCommit): Promise<DeliveryOutcome>;
+}
+
+export interface QueueStore {
+  listQueued(): Promise<QueuedMessage[]>;
+  getQueued(id: number): Promise<QueuedMessage | null>;
+}
+
+export interface SettingsStore {
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<void>;
+  list(): Promise<Array<{ key: string; value: string }>>;
+}
+
+/** A message body being written; bytes go to a temporary file, hashed on the way. */
+export interface BlobWriter {
+  /** Resolves when the chunk is buffered or written; callers await it for backpressure. */
+  write(chunk: Buffer): Promise<void>;
+  /** Flushes, fsyncs and closes the temporary file; the blob is staged, not yet durable in place. */
+  finish(): Promise<StagedBlob>;
+  /** Drops the temporary file. Safe to call at any time, more than once. */
+  abort(): Promise<void>;
+  readonly bytesWritten: number;
+}
+
+export interface StagedBlob {
+  hash: string;
+  size: number;
+  /** Adapter-private handle to the staged bytes (a temporary file path for the file store). */
+  stagingPath: string;
+}
+
+export interface BlobStore {
+  createWriter(): Promise<BlobWriter>;
+  /** Moves staged blobs into place and makes them durable (file and folder fsync); idempotent. */
+  persist(blobs: StagedBlob[]): Promise<void>;
+  /** Discards a staged blob that will not be committed. */
+  discard(blob: StagedBlob): Promise<void>;
+  open(hash: string, range?: { start: number; end?: number }): Readable;
+  exists(hash: string): Promise<boolean>;
+  remove(hash: string): Promise<void>;
+}
+
+export type MailEvent =
+  | { type: 'exists'; accountId: number; mailboxId: number; uid: number; modSeq: number }
+  | { type: 'flags'; accountId: number; mailboxId: number; uid: number; modSeq: number; flags: string[] }
+  | { type: 'expunge'; accountId: number; mailboxId: number; uid: number; modSeq: number }
+  | { type: 'mailbox'; accountId: number; mailboxId: number; change: 'created' | 'deleted' | 'renamed' };
+
+export interface EventBus {
+  publish(event: MailEvent): void;
+  /** Returns the unsubscribe function. */
+  subscribe(accountId: number, listener: (event: MailEvent) => void): () => void;
+}
+
+/** Everything a backend provides; `app/` builds one and hands its parts to the services. */
+export interface Store {
+  readonly directory: DirectoryStore;
+  readonly mail: MailStore;
+  readonly queue: QueueStore;
+  readonly settings: SettingsStore;
+  readonly blobs: BlobStore;
+  readonly events: EventBus;
+  close(): Promise<void>;
+}
