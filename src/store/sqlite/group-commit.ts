@@ -1,0 +1,244 @@
+/**
+ * Group commit for `commitDelivery`: concurrent deliveries share one blob persist and one SQLite
+ * transaction (one WAL fsync).
+ *
+ * Each submit() pushes onto `pending`; the first one schedules a flush in the store's serial
+ * lane, which waits one setImmediate (so every commit of the current tick joins) and then takes
+ * everything pending. Commits that arrive while a flush runs wait for the next one, so batches
+ * grow with the load.
+ *
+ * Invariants
+ * - Durable before acknowledged: a promise resolves only after `blobs.persist` (file and folder
+ *   fsync) and the COMMIT (synchronous=FULL in WAL mode fsyncs the WAL) both succeeded.
+ * - Never partially acknowledged: each commit runs in its own SAVEPOINT, so one bad commit (a
+ *   removed account) fails alone, but if the transaction itself fails every caller of the batch
+ *   is rejected, with TemporaryFailure.
+ * - Events are published after the transaction commits and before the callers are resolved,
+ *   so when commitDelivery resolves, IDLE listeners have been told.
+ * - A blob persisted for a commit that then failed is deleted unless something references it.
+ */
+import type Database from 'better-sqlite3';
+import { InvalidInput, isFulmarError, NotFound, TemporaryFailure } from '../../util/errors.js';
+import type { BlobStore, DeliveryCommit, DeliveryOutcome, EventBus, MailEvent, OutboundEnvelope } from '../types.js';
+import { BlobRefs, removeBlobFiles } from './blob-refs.js';
+import { MailboxRows } from './mailboxes.js';
+import type { SerialLane } from './serial-lane.js';
+import { statementCache, type Prepare } from './statements.js';
+
+export interface GroupCommitStats {
+  /** Flushes that ran a transaction. */
+  transactions: number;
+  /** Commits submitted. */
+  commits: number;
+  largestBatch: number;
+}
+
+interface Pending {
+  commit: DeliveryCommit;
+  resolve(outcome: DeliveryOutcome): void;
+  reject(error: unknown): void;
+}
+
+type Applied = { ok: true; outcome: DeliveryOutcome; events: MailEvent[] } | { ok: false; error: unknown };
+
+export class GroupCommit {
+  readonly stats: GroupCommitStats = { transactions: 0, commits: 0, largestBatch: 0 };
+  private pending: Pending[] = [];
+  private flushQueued = false;
+  private closed = false;
+  private readonly sql: Prepare;
+  private readonly refs: BlobRefs;
+  private readonly mailboxes: MailboxRows;
+  private readonly runBatch: (batch: Pending[]) => Applied[];
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly lane: SerialLane,
+    private readonly blobs: BlobStore,
+    private readonly events: EventBus,
+  ) {
+    this.sql = statementCache(db);
+    this.refs = new BlobRefs(db);
+    this.mailboxes = new MailboxRows(db);
+    // Nested better-sqlite3 transactions are savepoints.
+    const applyOne = db.transaction((commit: DeliveryCommit) => this.apply(commit));
+    const batchTx = db.transaction((batch: Pending[]): Applied[] =>
+      batch.map((p) => {
+        try {
+          return { ok: true, ...applyOne(p.commit) };
+        } catch (error) {
+          return { ok: false, error };
+        }
+      }),
+    );
+    this.runBatch = (batch) => batchTx.immediate(batch);
+  }
+
+  submit(commit: DeliveryCommit): Promise<DeliveryOutcome> {
+    if (this.closed) return Promise.reject(new TemporaryFailure('the store is closed'));
+    try {
+      checkCommit(commit);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.stats.commits++;
+    return new Promise<DeliveryOutcome>((resolve, reject) => {
+      this.pending.push({ commit, resolve, reject });
+      if (this.flushQueued) return;
+      this.flushQueued = true;
+      void this.lane.run(async () => {
+        await new Promise<void>((r) => setImmediate(r));
+        await this.flush();
+      });
+    });
+  }
+
+  /** Refuses new commits and waits until the pending ones are flushed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.lane.idle();
+  }
+
+  private async flush(): Promise<void> {
+    this.flushQueued = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
+    try {
+      await this.flushBatch(batch);
+    } catch (error) {
+      // A bug, not a database failure: still settle every caller (settling twice is a no-op).
+      for (const p of batch) p.reject(new TemporaryFailure('delivery commit failed unexpectedly', error));
+    }
+  }
+
+  private async flushBatch(batch: Pending[]): Promise<void> {
+    const failures = new Map<Pending, unknown>();
+    try {
+      await this.blobs.persist(batch.map((p) => p.commit.blob));
+    } catch {
+      // Find the culprit(s): persist is idempotent, so retry one by one.
+      for (const p of batch) {
+        await this.blobs.persist([p.commit.blob]).catch((error: unknown) => failures.set(p, error));
+      }
+    }
+    const live = batch.filter((p) => !failures.has(p));
+
+    let applied: Applied[] = [];
+    if (live.length > 0) {
+      try {
+        this.stats.transactions++;
+        applied = this.runBatch(live);
+      } catch (error) {
+        const failure = new TemporaryFailure('could not commit the delivery transaction', error);
+        applied = live.map(() => ({ ok: false, error: failure }));
+      }
+    }
+
+    live.forEach((p, i) => {
+      const result = applied[i]!;
+      if (!result.ok) failures.set(p, result.error);
+      else for (const event of result.events) this.publish(event);
+    });
+    live.forEach((p, i) => {
+      const result = applied[i]!;
+      if (result.ok) p.resolve(result.outcome);
+    });
+    // Before rejecting, so a rejected caller finds no blob of its own left behind.
+    await this.removeOrphans([...failures.keys()].map((p) => p.commit.blob.hash));
+    for (const [p, error] of failures) {
+      p.reject(isFulmarError(error) ? error : new TemporaryFailure('delivery failed', error));
+    }
+  }
+
+  private publish(event: MailEvent): void {
+    try {
+      this.events.publish(event);
+    } catch {
+      // The bus must not throw (see EventBus); if one does, the delivery is durable regardless.
+    }
+  }
+
+  /** One commit's rows; runs inside the batch transaction, in its own savepoint. */
+  private apply(commit: DeliveryCommit): { outcome: DeliveryOutcome; events: MailEvent[] } {
+    const { blob } = commit;
+    const internalDate = commit.internalDate.getTime();
+    const delivered: DeliveryOutcome['delivered'] = [];
+    const events: MailEvent[] = [];
+    for (const local of commit.local) {
+      const mailbox = this.mailboxes.resolveForDelivery(local.accountId, local.mailbox);
+      if (!mailbox) throw new NotFound(`account ${local.accountId} no longer exists`);
+      const { uid, modseq } = this.sql<[number], { uid: number; modseq: number }>(
+        `UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?
+         RETURNING uidnext - 1 AS uid, highestmodseq AS modseq`,
+      ).get(mailbox.id)!;
+      const size = local.prefix.length + blob.size;
+      this.sql(
+        `INSERT INTO messages (mailbox_id, uid, modseq, blob_hash, blob_size, prefix, size, internal_date, flags)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(mailbox.id, uid, modseq, blob.hash, blob.size, local.prefix, size, internalDate, JSON.stringify(local.flags));
+      this.sql('UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?').run(size, local.accountId);
+      delivered.push({ accountId: local.accountId, mailboxId: mailbox.id, uid });
+      events.push({ type: 'exists', accountId: local.accountId, mailboxId: mailbox.id, uid, modSeq: modseq });
+    }
+    const outbound = commit.outbound && commit.outbound.recipients.length > 0 ? commit.outbound : null;
+    const queueId = outbound ? this.enqueue(commit, outbound) : null;
+    this.refs.add(blob.hash, blob.size, delivered.length + (outbound ? 1 : 0));
+    return { outcome: { delivered, queueId }, events };
+  }
+
+  private enqueue(commit: DeliveryCommit, outbound: OutboundEnvelope): number {
+    const now = Date.now();
+    const queueId = Number(
+      this.sql(
+        `INSERT INTO queue_messages (blob_hash, size, mail_from, env_id, ret, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      ).run(commit.blob.hash, commit.blob.size, outbound.mailFrom, outbound.envId ?? null, outbound.ret ?? null, now)
+        .lastInsertRowid,
+    );
+    const insert = this.sql(
+      `INSERT INTO queue_recipients (queue_id, address, orcpt, notify, next_attempt_at) VALUES (?, ?, ?, ?, ?)`,
+    );
+    for (const r of outbound.recipients) {
+      insert.run(queueId, remoteAddress(r.address), r.orcpt ?? null, r.notify ?? null, now);
+    }
+    return queueId;
+  }
+
+  private async removeOrphans(hashes: string[]): Promise<void> {
+    if (hashes.length === 0) return;
+    try {
+      await removeBlobFiles(this.blobs, new Set(hashes.filter((h) => !this.refs.isReferenced(h))));
+    } catch {
+      // The database is failing too: leave the files; an orphan is harmless.
+    }
+  }
+}
+
+/** Rejects malformed commits before they join a batch, so they cannot fail anyone else's. */
+function checkCommit(commit: DeliveryCommit): void {
+  const { blob } = commit;
+  if (!blob || !/^[0-9a-f]{64}$/.test(blob.hash) || !Number.isSafeInteger(blob.size) || blob.size < 0) {
+    throw new InvalidInput('delivery commit has no valid staged blob');
+  }
+  if (!(commit.internalDate instanceof Date) || Number.isNaN(commit.internalDate.getTime())) {
+    throw new InvalidInput('delivery commit has no valid internal date');
+  }
+  for (const local of commit.local) {
+    if (!Number.isSafeInteger(local.accountId) || !Buffer.isBuffer(local.prefix) || !Array.isArray(local.flags)) {
+      throw new InvalidInput(`delivery commit has a malformed local delivery for account ${local.accountId}`);
+    }
+  }
+  if (commit.local.length === 0 && (commit.outbound?.recipients.length ?? 0) === 0) {
+    throw new InvalidInput('delivery commit has no recipients');
+  }
+}
+
+/**
+ * A remote recipient keeps its local part as given (only the receiving server may fold its
+ * case, RFC 5321 2.4); the domain is lower-cased.
+ */
+function remoteAddress(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? address : address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
+}

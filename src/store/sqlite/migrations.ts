@@ -1,0 +1,144 @@
+/**
+ * The SQLite schema as an ordered list of migrations. `schema_version` holds one row per applied
+ * step; `migrate` applies the missing ones in order, each in its own IMMEDIATE transaction.
+ *
+ * Invariants
+ * - Never edit a released step: append a new one. Step N is MIGRATIONS[N - 1].
+ * - Several processes may open the database at once (server + CLI): each step re-reads the
+ *   version inside its write transaction, so a step is applied exactly once.
+ * - Timestamps are integer milliseconds since the epoch; booleans are 0/1; message flags are a
+ *   JSON array of strings.
+ */
+import type Database from 'better-sqlite3';
+import { TemporaryFailure } from '../../util/errors.js';
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: directory, mailboxes, messages, blob references, outbound queue, settings.
+  `
+  CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  -- Named monotonic counters (the UIDVALIDITY clock).
+  CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE domains (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
+    max_message_size INTEGER,
+    created_at       INTEGER NOT NULL
+  );
+
+  CREATE TABLE accounts (
+    id            INTEGER PRIMARY KEY,
+    address       TEXT NOT NULL UNIQUE,
+    local_part    TEXT NOT NULL,
+    domain_id     INTEGER NOT NULL REFERENCES domains(id),
+    password_hash TEXT NOT NULL,
+    quota_bytes   INTEGER,
+    used_bytes    INTEGER NOT NULL DEFAULT 0,
+    real_name     TEXT,
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL
+  );
+  CREATE INDEX accounts_domain ON accounts(domain_id);
+
+  -- One row per (alias, target); address is 'local@domain' or '@domain' (catch-all).
+  CREATE TABLE aliases (
+    id         INTEGER PRIMARY KEY,
+    address    TEXT NOT NULL,
+    domain_id  INTEGER NOT NULL REFERENCES domains(id),
+    target     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (address, target)
+  );
+  CREATE INDEX aliases_domain ON aliases(domain_id);
+
+  CREATE TABLE mailboxes (
+    id            INTEGER PRIMARY KEY,
+    account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    special_use   TEXT,
+    uidvalidity   INTEGER NOT NULL,
+    uidnext       INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1,
+    subscribed    INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (account_id, name)
+  );
+
+  CREATE TABLE messages (
+    id            INTEGER PRIMARY KEY,
+    mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid           INTEGER NOT NULL,
+    modseq        INTEGER NOT NULL,
+    blob_hash     TEXT NOT NULL,
+    blob_size     INTEGER NOT NULL,
+    prefix        BLOB NOT NULL,
+    size          INTEGER NOT NULL,
+    internal_date INTEGER NOT NULL,
+    flags         TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (mailbox_id, uid)
+  );
+
+  CREATE TABLE blob_refs (
+    hash     TEXT PRIMARY KEY,
+    size     INTEGER NOT NULL,
+    refcount INTEGER NOT NULL CHECK (refcount > 0)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE queue_messages (
+    id         INTEGER PRIMARY KEY,
+    blob_hash  TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    mail_from  TEXT NOT NULL,
+    env_id     TEXT,
+    ret        TEXT CHECK (ret IN ('FULL', 'HDRS')),
+    created_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE queue_recipients (
+    id              INTEGER PRIMARY KEY,
+    queue_id        INTEGER NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+    address         TEXT NOT NULL,
+    orcpt           TEXT,
+    notify          TEXT,
+    status          TEXT NOT NULL DEFAULT 'queued'
+                    CHECK (status IN ('queued', 'deferred', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT
+  );
+  CREATE INDEX queue_recipients_queue ON queue_recipients(queue_id);
+  CREATE INDEX queue_recipients_due ON queue_recipients(status, next_attempt_at);
+  `,
+];
+
+/** Brings the database to the latest schema; returns the resulting version. */
+export function migrate(db: Database.Database): number {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_version (
+    version    INTEGER PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+  )`);
+  const current = db.prepare<[], { v: number | null }>('SELECT max(version) AS v FROM schema_version');
+  const record = db.prepare<[number, number]>('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)');
+  const version = (): number => current.get()?.v ?? 0;
+
+  const found = version();
+  if (found > MIGRATIONS.length) {
+    throw new TemporaryFailure(
+      `database schema version ${found} is newer than this Fulmar (${MIGRATIONS.length}); upgrade Fulmar`,
+    );
+  }
+  for (let step = found + 1; step <= MIGRATIONS.length; step++) {
+    db.transaction(() => {
+      if (version() >= step) return; // another process applied it meanwhile
+      db.exec(MIGRATIONS[step - 1]!);
+      record.run(step, Date.now());
+    }).immediate();
+  }
+  return version();
+}

@@ -1,0 +1,83 @@
+/**
+ * The embedded backend: SQLite (`<data>/fulmar.db`) for metadata plus FileBlobStore
+ * (`<data>/blobs`) for message bytes, and the in-memory event bus.
+ *
+ * Invariants
+ * - WAL mode with synchronous=FULL: every COMMIT fsyncs the WAL, which is the durability point
+ *   of a delivery. busy_timeout=5000 lets the server and CLI processes share the file.
+ * - Foreign keys are enforced (mailboxes and messages cascade with their account).
+ * - Operations that change blob references and files run in one serial lane (serial-lane.ts).
+ */
+import Database from 'better-sqlite3';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FileBlobStore } from '../blobs/file-blob-store.js';
+import { MemoryEventBus } from '../memory-events.js';
+import type { Store } from '../types.js';
+import { SqliteDirectory } from './directory.js';
+import { GroupCommit, type GroupCommitStats } from './group-commit.js';
+import { SqliteMailStore } from './mail.js';
+import { migrate } from './migrations.js';
+import { SqliteQueueStore } from './queue.js';
+import { SerialLane } from './serial-lane.js';
+import { SqliteSettings } from './settings.js';
+
+export const DATABASE_FILE = 'fulmar.db';
+const BUSY_TIMEOUT_MS = 5000;
+
+export interface SqliteStoreOptions {
+  dataDir: string;
+}
+
+export interface SqliteStore extends Store {
+  readonly blobs: FileBlobStore;
+  readonly databasePath: string;
+  /** Group-commit counters, for tests and benchmarks. */
+  readonly commitStats: Readonly<GroupCommitStats>;
+}
+
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
+  await mkdir(options.dataDir, { recursive: true });
+  const blobs = await FileBlobStore.openAt(options.dataDir);
+  const databasePath = join(options.dataDir, DATABASE_FILE);
+  const db = openDatabase(databasePath);
+  const lane = new SerialLane();
+  const events = new MemoryEventBus();
+  const groupCommit = new GroupCommit(db, lane, blobs, events);
+  let closing: Promise<void> | null = null;
+
+  return {
+    directory: new SqliteDirectory(db, lane, blobs, events),
+    mail: new SqliteMailStore(db, blobs, groupCommit),
+    queue: new SqliteQueueStore(db),
+    settings: new SqliteSettings(db),
+    blobs,
+    events,
+    databasePath,
+    commitStats: groupCommit.stats,
+    close(): Promise<void> {
+      closing ??= (async () => {
+        await groupCommit.close();
+        await lane.idle();
+        db.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Opens the database file with Fulmar's pragmas and brings its schema up to date. */
+export function openDatabase(path: string): Database.Database {
+  const db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+  try {
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    migrate(db);
+    return db;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
