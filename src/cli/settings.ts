@@ -23,7 +23,9 @@ export function registerSettingsCommands(program: Command): void {
       const k = knownKey(key);
       const parsed = parseSettingValue(k, value);
       if (!parsed.ok) throw new InvalidInput(parsed.error);
-      await store.settings.set(k, String(parsed.value));
+      // Stored as text that parses back to the same value: a duration's bare number means
+      // seconds to the parser, so milliseconds must carry their unit.
+      await store.settings.set(k, SETTINGS[k].kind === 'duration' ? `${String(parsed.value)}ms` : String(parsed.value));
       process.stdout.write(`${k} = ${formatSettingValue(k, parsed.value)}\n`);
       const snap = await runtime.snapshot();
       const drop = snap.get('smtp.drop_connection_size');

@@ -126,7 +126,11 @@ export function parseSettingValue(key: SettingKey, text: string): ParsedSetting 
 /** Text form of a value, as `settings get/list` print it. */
 export function formatSettingValue(key: SettingKey, value: number | boolean | string): string {
   const def: SettingDef = SETTINGS[key];
-  if (def.kind === 'size' && typeof value === 'number') return formatSize(value);
+  if (def.kind === 'size' && typeof value === 'number') {
+    // Exact, so that what `settings get` shows can be set again: 12345 stays 12345, not 12.1KB.
+    const text = formatSize(value);
+    return parseSize(text) === value ? text : String(value);
+  }
   if (def.kind === 'duration' && typeof value === 'number') return formatDuration(value);
   return String(value);
 }
