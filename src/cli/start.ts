@@ -1,8 +1,6 @@
 /** `fulmar start`: runs every service in the foreground until SIGTERM or SIGINT. */
 import { Command, Option } from 'commander';
-import { Fulmar } from '../app/fulmar.js';
 import { loadBootstrapConfig } from '../config/bootstrap.js';
-import { createLogger } from '../log/logger.js';
 import { addCommonOptions, allOptions, describeError, fail, overridesFrom, type CommonOptions } from './common.js';
 
 interface StartOptions extends CommonOptions {
@@ -34,6 +32,9 @@ export function registerStartCommand(program: Command): void {
     } catch (e) {
       fail(describeError(e));
     }
+    // Loaded here, so that admin commands do not pay for the servers' modules.
+    const { Fulmar } = await import('../app/fulmar.js');
+    const { createLogger } = await import('../log/logger.js');
     const log = createLogger(config.logLevel);
     const app = new Fulmar(config, log);
     let stopping = false;

@@ -63,6 +63,8 @@ export class SmtpSession {
   smtputf8 = false;
   /** BDAT was used in this transaction: DATA is no longer allowed (rfc3030 2). */
   bdatStarted = false;
+  /** RCPT commands in this transaction, accepted or not. */
+  rcptAttempts = 0;
   /** The message being received in BDAT chunks. */
   bdat: { id: string; started: number; reader: BdatReader; spool: SpoolWriter } | null = null;
   errors = 0;
@@ -241,6 +243,7 @@ export class SmtpSession {
     this.smtputf8 = false;
     this.bdatStarted = false;
     this.bdat = null;
+    this.rcptAttempts = 0;
     if (this.state === 'mail' || this.state === 'rcpt') this.state = 'greeted';
     if (tx) await tx.abort();
   }

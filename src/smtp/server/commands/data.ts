@@ -26,7 +26,8 @@ export async function cmdData(ctx: CommandContext, _command: Extract<SmtpCommand
     return;
   }
   if (tx.recipientCount === 0) {
-    ctx.error({ code: 554, enhanced: '5.5.1', text: 'No valid recipients' });
+    // As Postfix: no RCPT at all is a sequence error; only refused ones mean no valid recipients.
+    ctx.error(s.rcptAttempts === 0 ? { code: 503, enhanced: '5.5.1', text: 'Need RCPT command first' } : { code: 554, enhanced: '5.5.1', text: 'No valid recipients' });
     return;
   }
   const id = newMessageId();

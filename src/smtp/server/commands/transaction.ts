@@ -46,6 +46,7 @@ export async function cmdMail(ctx: CommandContext, command: Extract<SmtpCommand,
 export async function cmdRcpt(ctx: CommandContext, command: Extract<SmtpCommand, { verb: 'RCPT' }>): Promise<void> {
   const s = ctx.session;
   const tx = s.transaction!;
+  s.rcptAttempts++;
   let address = command.to.address;
   if (command.to.domain === '') {
     // rfc5321 4.5.1: <Postmaster> without a domain must be accepted; it goes to the postmaster
