@@ -37,11 +37,15 @@ export interface FulmarOptions {
   hostname?: string;
   /** Extra environment or a data folder to reuse (crash tests restart on the same one). */
   dataDir?: string;
+  /** Extra flags for the server's node process (`--cpu-prof`, ...); admin commands do not get them. */
+  nodeFlags?: string[];
 }
 
 export class FulmarProcess {
   child: ChildProcess | null = null;
   readonly logLines: string[] = [];
+  /** Flags placed before the script on the server's node command line (see FulmarOptions). */
+  nodeFlags: string[] = [];
 
   private constructor(
     readonly dataDir: string,
@@ -60,6 +64,7 @@ export class FulmarProcess {
       `listen = "127.0.0.1"\n[ports]\nsmtp = ${ports.smtp}\nsubmission = ${ports.submission}\nsmtps = ${ports.smtps}\n`,
     );
     const f = new FulmarProcess(dataDir, configFile, ports, options.hostname ?? 'mx.fulmar.test');
+    f.nodeFlags = options.nodeFlags ?? [];
     f.cli('settings', 'set', 'auth.failure_delay', '0');
     for (const [k, v] of Object.entries(options.settings ?? {})) f.cli('settings', 'set', k, v);
     return f;
@@ -84,7 +89,7 @@ export class FulmarProcess {
   async start(): Promise<void> {
     const child = spawn(
       process.execPath,
-      [FULMAR, 'start', '--data', this.dataDir, '--config', this.configFile, '--hostname', this.hostname],
+      [...this.nodeFlags, FULMAR, 'start', '--data', this.dataDir, '--config', this.configFile, '--hostname', this.hostname],
       { cwd: this.dataDir, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;

@@ -1,0 +1,520 @@
+/**
+ * SMTP ingest throughput, end to end: a fresh Fulmar (the real `fulmar start`, through the test
+ * harness) with one domain and some users; N connections each send M messages of S bytes to
+ * local users, one after the other as an MTA does (the next MAIL only after the 250 of the
+ * previous message; MAIL, RCPT and DATA are pipelined in one write, the body follows the 354).
+ *
+ *   node --import tsx bench/smtp-ingest.ts --connections 10 --messages 2000 --size 4KB
+ *   node --import tsx bench/smtp-ingest.ts --connections 2 --messages 50 --size 5MB
+ *
+ * Options: --users U (default: one per connection), --cpu-prof (writes the server's CPU profile
+ * and prints where its time went), --heap (sample the server's JS heap through diagnostic
+ * reports on SIGUSR2; on by default for messages of 1 MB or more), --keep (keep the data folder),
+ * --node-flags "..." (more flags for the server's node).
+ *
+ * Prints messages/s, MB/s, latency per message (MAIL FROM to the 250 after the dot) at
+ * p50/p90/p99/max, the server's peak RSS (VmHWM, and VmRSS polled every 100 ms), its CPU time,
+ * and checks that the store holds exactly the messages that got a 250.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
+import { FulmarProcess } from '../test/integration/harness.js';
+
+const { values: args } = parseArgs({
+  options: {
+    connections: { type: 'string', default: '10' },
+    messages: { type: 'string', default: '2000' },
+    size: { type: 'string', default: '4KB' },
+    users: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
+    heap: { type: 'boolean' },
+    keep: { type: 'boolean', default: false },
+    'node-flags': { type: 'string', default: '' },
+  },
+});
+
+function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?$/i.exec(text.trim());
+  if (!m) throw new Error(`--size takes 4096, 4KB, 5MB...; got ${text}`);
+  const unit = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[(m[2] ?? 'B').toUpperCase() as 'B'];
+  return Math.round(Number(m[1]) * unit);
+}
+
+const CONNECTIONS = Number(args.connections);
+const MESSAGES = Number(args.messages);
+const SIZE = parseSize(args.size);
+const USERS = Number(args.users ?? CONNECTIONS);
+const HEAP = args.heap ?? SIZE >= 1024 * 1024;
+const DOMAIN = 'bench.test';
+const MB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// The message: a unique header, then a body of 76-character lines (built once, shared), so the
+// whole dot-stuffed transfer is `header + body + ".\r\n"` and costs the client almost nothing.
+
+const LINE = 'abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefghijkl\r\n';
+function makeBody(bytes: number): Buffer {
+  const lines = Math.max(1, Math.floor(bytes / LINE.length));
+  const body = Buffer.alloc(lines * LINE.length + (bytes % LINE.length > 2 ? bytes % LINE.length : 0));
+  for (let i = 0; i < lines; i++) body.write(LINE, i * LINE.length, 'latin1');
+  const rest = body.length - lines * LINE.length;
+  if (rest > 0) body.write(`${'z'.repeat(rest - 2)}\r\n`, lines * LINE.length, 'latin1');
+  return body;
+}
+function header(conn: number, i: number, to: string): string {
+  return (
+    `From: Bench <bench@load.example>\r\nTo: <${to}>\r\nSubject: bench ${conn}-${i}\r\n` +
+    `Message-ID: <${conn}.${i}.${process.pid}@load.example>\r\nDate: ${new Date().toUTCString()}\r\n\r\n`
+  );
+}
+const HEADER_BYTES = header(0, 0, `u0@${DOMAIN}`).length;
+const BODY = makeBody(Math.max(100, SIZE - HEADER_BYTES));
+const END = Buffer.from('.\r\n');
+
+// ---------------------------------------------------------------------------------------------
+// The client: counts reply lines, keeps only the codes.
+
+class Conn {
+  private partial = '';
+  private codes: number[] = [];
+  private want = 0;
+  private wake: ((codes: number[]) => void) | null = null;
+  private failWith: ((e: Error) => void) | null = null;
+  private failure: Error | null = null;
+
+  constructor(readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('error', (e) => this.fail(e));
+    socket.on('close', () => this.fail(new Error('connection closed')));
+  }
+
+  static open(port: number): Promise<Conn> {
+    return new Promise((resolve, reject) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('error', reject);
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(new Conn(s));
+      });
+    });
+  }
+
+  private onData(d: Buffer): void {
+    const text = this.partial + d.toString('latin1');
+    let start = 0;
+    let nl: number;
+    while ((nl = text.indexOf('\r\n', start)) >= 0) {
+      if (text.charCodeAt(start + 3) !== 45 /* '-' */) this.codes.push(Number(text.slice(start, start + 3)));
+      start = nl + 2;
+    }
+    this.partial = text.slice(start);
+    this.check();
+  }
+
+  private check(): void {
+    if (this.wake && this.codes.length >= this.want) {
+      const wake = this.wake;
+      this.wake = this.failWith = null;
+      wake(this.codes.splice(0, this.want));
+    }
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    const f = this.failWith;
+    this.wake = this.failWith = null;
+    f?.(e);
+  }
+
+  /** The codes of the next `n` replies. */
+  replies(n: number): Promise<number[]> {
+    if (this.codes.length >= n) return Promise.resolve(this.codes.splice(0, n));
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.want = n;
+      this.wake = resolve;
+      this.failWith = reject;
+    });
+  }
+
+  /** Writes, waiting for 'drain' when the socket buffer is full (large messages). */
+  async write(data: string | Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (!this.socket.write(data)) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = (): void => {
+          this.socket.off('close', onClose);
+          resolve();
+        };
+        const onClose = (): void => {
+          this.socket.off('drain', onDrain);
+          reject(this.failure ?? new Error('connection closed'));
+        };
+        this.socket.once('drain', onDrain);
+        this.socket.once('close', onClose);
+      });
+    }
+  }
+}
+
+/** Writes a large buffer in slices so the socket never holds more than one slice. */
+async function writeBody(c: Conn, body: Buffer): Promise<void> {
+  const SLICE = 256 * 1024;
+  for (let off = 0; off < body.length; off += SLICE) await c.write(body.subarray(off, off + SLICE));
+}
+
+interface ConnResult {
+  acked: number[]; // per user index
+  latencies: number[];
+  failures: string[];
+}
+
+async function runConnection(port: number, index: number, start: Promise<void>): Promise<ConnResult> {
+  const result: ConnResult = { acked: new Array<number>(USERS).fill(0), latencies: [], failures: [] };
+  const c = await Conn.open(port);
+  const [greeting] = await c.replies(1);
+  if (greeting !== 220) throw new Error(`greeting ${greeting}`);
+  await c.write(`EHLO load${index}.example\r\n`);
+  if ((await c.replies(1))[0] !== 250) throw new Error('EHLO refused');
+  await start;
+  for (let i = 0; i < MESSAGES; i++) {
+    const user = (index + i) % USERS;
+    const to = `u${user}@${DOMAIN}`;
+    const t0 = performance.now();
+    await c.write(`MAIL FROM:<bench@load.example> SIZE=${HEADER_BYTES + BODY.length}\r\nRCPT TO:<${to}>\r\nDATA\r\n`);
+    const [mail, rcpt, data] = await c.replies(3);
+    if (mail !== 250 || rcpt !== 250 || data !== 354) {
+      result.failures.push(`MAIL/RCPT/DATA: ${mail} ${rcpt} ${data}`);
+      if (data === 354) await c.write('.\r\n');
+      continue;
+    }
+    const head = header(index, i, to);
+    if (BODY.length <= 64 * 1024) {
+      await c.write(Buffer.concat([Buffer.from(head, 'latin1'), BODY, END]));
+    } else {
+      await c.write(head);
+      await writeBody(c, BODY);
+      await c.write(END);
+    }
+    const [done] = await c.replies(1);
+    if (done === 250) {
+      result.latencies.push(performance.now() - t0);
+      result.acked[user]!++;
+    } else {
+      result.failures.push(`after the dot: ${done}`);
+    }
+  }
+  await c.write('QUIT\r\n');
+  await c.replies(1).catch(() => undefined);
+  c.socket.destroy();
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server's memory and CPU, from /proc.
+
+interface ProcSample {
+  t: number;
+  rss: number;
+  hwm: number;
+}
+function readStatus(pid: number): { rss: number; hwm: number } | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+/** utime + stime of a process (or of one thread: `/proc/<pid>/task/<tid>`), in seconds. */
+function cpuSeconds(pid: number, path = `/proc/${pid}/stat`): number {
+  const stat = readFileSync(path, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+/** CPU seconds of the server's main thread (the event loop: tid = pid). */
+const mainThreadCpu = (pid: number): number => cpuSeconds(pid, `/proc/${pid}/task/${pid}/stat`);
+
+/** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
+function machineBusySeconds(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
+  return (cpu.reduce((a, b) => a + b, 0) - idle) / 100;
+}
+
+/** CPU seconds of every process now (pid -> [name, seconds]), to name the other load on the machine. */
+function allProcessCpu(): Map<number, [string, number]> {
+  const out = new Map<number, [string, number]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime, stime, and the waited-for children's cutime, cstime (test runners spawn short-lived children)
+      const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+      out.set(Number(name), [comm, ticks / 100]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+interface HeapSample {
+  t: number;
+  used: number;
+  total: number;
+  rss: number;
+}
+/** Asks the server for a diagnostic report (node --report-on-signal) and reads its heap figures. */
+async function heapReport(pid: number, dir: string, t0: number): Promise<HeapSample | null> {
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    const fresh = readdirSync(dir).find((n) => !before.has(n) && n.endsWith('.json'));
+    if (!fresh) continue;
+    try {
+      const report = JSON.parse(readFileSync(join(dir, fresh), 'utf8')) as {
+        javascriptHeap: { totalMemory: number; usedMemory: number };
+        resourceUsage: { rss: number };
+      };
+      rmSync(join(dir, fresh));
+      return {
+        t: performance.now() - t0,
+        used: report.javascriptHeap.usedMemory,
+        total: report.javascriptHeap.totalMemory,
+        rss: Number(report.resourceUsage.rss),
+      };
+    } catch {
+      // still being written
+    }
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU profile summary: self time per function and per file, from the .cpuprofile.
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+function summarizeProfile(path: string): string {
+  const profile = JSON.parse(readFileSync(path, 'utf8')) as {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+    startTime: number;
+    endTime: number;
+  };
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<number, number>();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const fnTime = new Map<string, number>();
+  const fileTime = new Map<string, number>();
+  for (const [id, us] of self) {
+    const f = byId.get(id)!.callFrame;
+    const url = f.url.replace(/^file:\/\//, '').replace(`${process.cwd()}/`, '');
+    const file = url === '' ? `(${f.functionName || 'native'})` : url.includes('node_modules') ? url.replace(/.*node_modules\/([^/]+).*/, 'node_modules/$1') : url;
+    const fn = `${f.functionName || '(anonymous)'} ${url ? `${url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}` : ''}`;
+    fnTime.set(fn, (fnTime.get(fn) ?? 0) + us);
+    fileTime.set(file, (fileTime.get(file) ?? 0) + us);
+  }
+  const top = (m: Map<string, number>, n: number): string =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, us]) => `    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${k}`)
+      .join('\n');
+  const idle = fnTime.get('(idle) ') ?? 0;
+  return (
+    `  profile: ${(total / 1e6).toFixed(2)} s sampled, ${((100 * idle) / total).toFixed(1)}% idle\n` +
+    `  self time by file/module:\n${top(fileTime, 14)}\n  self time by function:\n${top(fnTime, 25)}`
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
+
+async function main(): Promise<void> {
+  const scratch = mkdtempSync(join(tmpdir(), 'fulmar-bench-out-'));
+  const nodeFlags = args['node-flags'].split(/\s+/).filter(Boolean);
+  if (args['cpu-prof']) nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${scratch}`);
+  if (HEAP) nodeFlags.push('--report-on-signal', '--report-signal=SIGUSR2', `--report-directory=${scratch}`, '--report-compact');
+  const settings: Record<string, string> = {};
+  if (SIZE > 20 * MB) settings['smtp.max_message_size'] = String(SIZE * 2);
+
+  console.log(
+    `smtp-ingest: ${CONNECTIONS} connections x ${MESSAGES} messages of ${SIZE >= MB ? mb(SIZE) : `${(SIZE / 1024).toFixed(1)} KB`} to ${USERS} users` +
+      (nodeFlags.length ? ` (server flags: ${nodeFlags.join(' ')})` : ''),
+  );
+  const f = await FulmarProcess.create({ settings, nodeFlags });
+  let ok = false;
+  try {
+    f.cli('domain', 'add', DOMAIN);
+    for (let u = 0; u < USERS; u++) f.cli('user', 'add', `u${u}@${DOMAIN}`, '--password', 'bench-password');
+    await f.start();
+    const pid = f.child!.pid!;
+    console.log(`  server pid ${pid}, data ${f.dataDir}`);
+    await new Promise((r) => setTimeout(r, 300)); // let startup work settle
+    const baseline = readStatus(pid)!;
+    const cpuBefore = cpuSeconds(pid);
+    const mainBefore = mainThreadCpu(pid);
+    const clientCpuBefore = process.cpuUsage();
+    const machineBefore = machineBusySeconds();
+    const processesBefore = allProcessCpu();
+
+    const samples: ProcSample[] = [];
+    const heap: HeapSample[] = [];
+    let releaseStart!: () => void;
+    const start = new Promise<void>((r) => (releaseStart = r));
+    const conns = Array.from({ length: CONNECTIONS }, (_, i) => runConnection(f.ports.smtp, i, start));
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = performance.now();
+    const poll = setInterval(() => {
+      const s = readStatus(pid);
+      if (s) samples.push({ t: performance.now() - t0, ...s });
+    }, 100);
+    let heapBusy = false;
+    const heapPoll = HEAP
+      ? setInterval(() => {
+          if (heapBusy) return;
+          heapBusy = true;
+          void heapReport(pid, scratch, t0)
+            .then((h) => h && heap.push(h))
+            .finally(() => (heapBusy = false));
+        }, 1000)
+      : null;
+    if (HEAP) {
+      const h = await heapReport(pid, scratch, t0);
+      if (h) heap.push(h);
+    }
+    releaseStart();
+    const results = await Promise.all(conns);
+    const elapsed = (performance.now() - t0) / 1000;
+    clearInterval(poll);
+    if (heapPoll) clearInterval(heapPoll);
+    while (heapBusy) await new Promise((r) => setTimeout(r, 20));
+    const end = readStatus(pid)!;
+    const serverCpu = cpuSeconds(pid) - cpuBefore;
+    const mainCpu = mainThreadCpu(pid) - mainBefore;
+    const clientCpu = process.cpuUsage(clientCpuBefore);
+    const machineBusy = machineBusySeconds() - machineBefore;
+    const processesAfter = allProcessCpu();
+    const otherLoad = [...processesAfter]
+      .filter(([p]) => p !== pid && p !== process.pid)
+      .map(([p, [comm, secs]]) => [`${comm}[${p}]`, secs - (processesBefore.get(p)?.[1] ?? 0)] as const)
+      .filter(([, secs]) => secs >= 0.3)
+      .sort((a, b) => b[1] - a[1]);
+    if (HEAP) {
+      const h = await heapReport(pid, scratch, t0);
+      if (h) heap.push(h);
+    }
+
+    const latencies = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
+    const acked = latencies.length;
+    const failures = results.flatMap((r) => r.failures);
+    const bytes = acked * (HEADER_BYTES + BODY.length);
+    const peakPolled = Math.max(baseline.rss, ...samples.map((s) => s.rss));
+
+    console.log(`  accepted:   ${acked} of ${CONNECTIONS * MESSAGES} in ${elapsed.toFixed(2)} s` + (failures.length ? `; ${failures.length} refused, first: ${failures[0]}` : ''));
+    console.log(`  throughput: ${(acked / elapsed).toFixed(0)} messages/s, ${(bytes / MB / elapsed).toFixed(1)} MB/s`);
+    console.log(
+      `  latency:    p50 ${percentile(latencies, 50).toFixed(1)} ms, p90 ${percentile(latencies, 90).toFixed(1)} ms, ` +
+        `p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${percentile(latencies, 100).toFixed(1)} ms (MAIL FROM to 250 after the dot)`,
+    );
+    console.log(
+      `  server RSS: ${mb(baseline.rss)} before the load, peak ${mb(Math.max(end.hwm, peakPolled))} (VmHWM ${mb(end.hwm)}, ` +
+        `polled ${mb(peakPolled)}), ${mb(end.rss)} after`,
+    );
+    if (samples.length >= 8) {
+      const q = Math.floor(samples.length / 4);
+      const quarters = [0, 1, 2, 3].map((k) => samples.slice(k * q, k === 3 ? samples.length : (k + 1) * q));
+      console.log(`  RSS by quarter of the run (max): ${quarters.map((s) => mb(Math.max(...s.map((x) => x.rss)))).join(', ')}`);
+    }
+    if (heap.length > 0) {
+      const used = heap.map((h) => h.used);
+      console.log(
+        `  server JS heap (${heap.length} diagnostic reports): used ${mb(Math.min(...used))} .. ${mb(Math.max(...used))}, ` +
+          `first ${mb(used[0]!)}, last ${mb(used[used.length - 1]!)}; heap total max ${mb(Math.max(...heap.map((h) => h.total)))}`,
+      );
+      console.log(
+        `  memory vs message size: peak RSS ${mb(Math.max(end.hwm, peakPolled))} for ${CONNECTIONS} concurrent messages of ${mb(HEADER_BYTES + BODY.length)} ` +
+          `(growth over the baseline ${mb(Math.max(end.hwm, peakPolled) - baseline.rss)})`,
+      );
+    }
+    console.log(
+      `  CPU:        server ${serverCpu.toFixed(2)} s (${((100 * serverCpu) / elapsed).toFixed(0)}% of one core; ` +
+        `event-loop thread ${mainCpu.toFixed(2)} s = ${((100 * mainCpu) / elapsed).toFixed(0)}%, other threads ${(serverCpu - mainCpu).toFixed(2)} s), ` +
+        `client ${((clientCpu.user + clientCpu.system) / 1e6).toFixed(2)} s; ` +
+        `${((1e6 * serverCpu) / Math.max(1, acked)).toFixed(0)} µs server CPU per message`,
+    );
+    const clientSeconds = (clientCpu.user + clientCpu.system) / 1e6;
+    const others = Math.max(0, machineBusy - serverCpu - clientSeconds);
+    console.log(
+      `  machine:    ${availableParallelism()} cores, ${((100 * machineBusy) / elapsed / availableParallelism()).toFixed(0)}% busy during the run; ` +
+        `${others.toFixed(1)} s of CPU outside server and client` +
+        (otherLoad.length ? ` (top: ${otherLoad.slice(0, 4).map(([n, s]) => `${n} ${s.toFixed(1)} s`).join(', ')})` : ''),
+    );
+
+    // What got 250 is in the store, no more, no less.
+    const db = new Database(join(f.dataDir, 'fulmar.db'), { readonly: true, fileMustExist: true });
+    const stored = new Map(
+      db
+        .prepare<[], { address: string; n: number }>(
+          `SELECT a.address, count(m.id) AS n FROM accounts a JOIN mailboxes b ON b.account_id = a.id
+           LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY a.address`,
+        )
+        .all()
+        .map((r) => [r.address, r.n]),
+    );
+    db.close();
+    let mismatch = 0;
+    let storedTotal = 0;
+    for (let u = 0; u < USERS; u++) {
+      const want = results.reduce((sum, r) => sum + r.acked[u]!, 0);
+      const have = stored.get(`u${u}@${DOMAIN}`) ?? 0;
+      storedTotal += have;
+      if (want !== have) {
+        mismatch++;
+        console.log(`  MISMATCH u${u}@${DOMAIN}: ${want} acknowledged, ${have} stored`);
+      }
+    }
+    console.log(`  store:      ${storedTotal} messages stored, ${acked} acknowledged: ${mismatch === 0 ? 'match' : 'MISMATCH'}`);
+
+    await f.stop();
+    if (args['cpu-prof']) {
+      const prof = readdirSync(scratch).find((n) => n.endsWith('.cpuprofile'));
+      if (prof) {
+        console.log(`  CPU profile: ${join(scratch, prof)}`);
+        console.log(summarizeProfile(join(scratch, prof)));
+      } else {
+        console.log('  no CPU profile was written (did the server exit cleanly?)');
+      }
+    }
+    ok = mismatch === 0 && failures.length === 0;
+  } finally {
+    await f.kill();
+    if (args.keep) console.log(`  data folder kept: ${f.dataDir}`);
+    else f.cleanup();
+    if (!args['cpu-prof']) rmSync(scratch, { recursive: true, force: true });
+  }
+  process.exitCode = ok ? 0 : 1;
+}
+
+await main();
