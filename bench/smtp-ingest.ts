@@ -398,7 +398,7 @@ async function main(): Promise<void> {
           void heapReport(pid, scratch, t0)
             .then((h) => h && heap.push(h))
             .finally(() => (heapBusy = false));
-        }, 1000)
+        }, 500)
       : null;
     if (HEAP) {
       const h = await heapReport(pid, scratch, t0);
@@ -438,6 +438,15 @@ async function main(): Promise<void> {
       `  latency:    p50 ${percentile(latencies, 50).toFixed(1)} ms, p90 ${percentile(latencies, 90).toFixed(1)} ms, ` +
         `p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${percentile(latencies, 100).toFixed(1)} ms (MAIL FROM to 250 after the dot)`,
     );
+    const serverMs = Float64Array.from(
+      f.events('smtp.accepted').map((e) => Number(e.ms)).filter((ms) => Number.isFinite(ms)),
+    ).sort();
+    if (serverMs.length > 0) {
+      console.log(
+        `  server:     DATA to durable commit p50 ${percentile(serverMs, 50).toFixed(1)} ms, p99 ${percentile(serverMs, 99).toFixed(1)} ms ` +
+          `(the "ms" of ${serverMs.length} smtp.accepted log events)`,
+      );
+    }
     console.log(
       `  server RSS: ${mb(baseline.rss)} before the load, peak ${mb(Math.max(end.hwm, peakPolled))} (VmHWM ${mb(end.hwm)}, ` +
         `polled ${mb(peakPolled)}), ${mb(end.rss)} after`,
