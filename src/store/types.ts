@@ -211,16 +211,27 @@ export interface BlobWriter {
 export interface StagedBlob {
   hash: string;
   size: number;
-  /** Adapter-private handle to the staged bytes (a temporary file path for the file store). */
-  stagingPath: string;
+  /** A temporary file holding the staged bytes, for bodies too large to keep inline. */
+  stagingPath: string | null;
+  /**
+   * Small bodies: the bytes themselves. The adapter stores them inside the delivery's own
+   * transaction, so they need no file, no file fsync and no folder fsync.
+   */
+  inline: Buffer | null;
 }
 
 export interface BlobStore {
   createWriter(): Promise<BlobWriter>;
-  /** Moves staged blobs into place and makes them durable (file and folder fsync); idempotent. */
+  /**
+   * Moves staged files into place and makes them durable (file and folder fsync); idempotent.
+   * Inline blobs are skipped: the adapter's transaction stores them.
+   */
   persist(blobs: StagedBlob[]): Promise<void>;
+  /** Bodies up to this size are staged inline (see StagedBlob.inline); 0 = never. */
+  readonly inlineLimit: number;
   /** Discards a staged blob that will not be committed. */
   discard(blob: StagedBlob): Promise<void>;
+  /** Streams a blob's bytes; `end` is exclusive. */
   open(hash: string, range?: { start: number; end?: number }): Readable;
   exists(hash: string): Promise<boolean>;
   remove(hash: string): Promise<void>;

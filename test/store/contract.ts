@@ -22,8 +22,8 @@ export interface StoreHarness {
    * repository root, to a Promise<Store> on the same data as `store`.
    */
   childStoreExpression?: string;
-  /** Number of blob files currently stored (all hashes). */
-  blobFileCount?(): Promise<number>;
+  /** Number of distinct blobs currently stored, wherever the backend keeps them. */
+  storedBlobCount?(): Promise<number>;
   /** Number of staged (not yet persisted) blob files. */
   stagingFileCount?(): Promise<number>;
   /** Number of delivery transactions run so far (group commit). */
@@ -247,8 +247,11 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
 
     describe('blobs', () => {
       it('stages, persists, opens ranges and removes content-addressed blobs', async () => {
-        const body = Buffer.from('0123456789abcdef');
+        // Larger than the inline limit: staged as a file, made durable by persist.
+        const body = Buffer.alloc(store.blobs.inlineLimit + 16);
+        for (let i = 0; i < body.length; i++) body[i] = 48 + (i % 10);
         const blob = await stage(body);
+        assert.equal(blob.inline, null);
         assert.equal(blob.hash, createHash('sha256').update(body).digest('hex'));
         assert.equal(blob.size, body.length);
         assert.equal(await store.blobs.exists(blob.hash), false);
@@ -257,15 +260,33 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         assert.equal(await store.blobs.exists(blob.hash), true);
         assert.deepEqual(await readAll(store.blobs.open(blob.hash)), body);
         assert.equal((await readAll(store.blobs.open(blob.hash, { start: 3, end: 7 }))).toString(), '3456');
-        assert.equal((await readAll(store.blobs.open(blob.hash, { start: 10 }))).toString(), 'abcdef');
+        assert.equal((await readAll(store.blobs.open(blob.hash, { start: body.length - 6 }))).toString(), body.subarray(-6).toString());
         assert.equal((await readAll(store.blobs.open(blob.hash, { start: 4, end: 4 }))).length, 0);
         await store.blobs.remove(blob.hash);
         assert.equal(await store.blobs.exists(blob.hash), false);
         await assert.rejects(readAll(store.blobs.open(blob.hash)), { kind: 'not-found' });
       });
 
+      it('keeps small bodies inline: stored by the delivery itself, readable by range, gone with the last reference', async () => {
+        const body = Buffer.from('0123456789abcdef');
+        const blob = await stage(body);
+        if (store.blobs.inlineLimit < body.length) return;
+        assert.ok(blob.inline);
+        assert.equal(blob.stagingPath, null);
+        await store.blobs.persist([blob]); // nothing to do for inline blobs
+        assert.equal(await store.blobs.exists(blob.hash), false);
+        const id = await account('inline@example.org');
+        await store.mail.commitDelivery(commit(blob, [local(id)]));
+        assert.equal(await store.blobs.exists(blob.hash), true);
+        assert.deepEqual(await readAll(store.blobs.open(blob.hash)), body);
+        assert.equal((await readAll(store.blobs.open(blob.hash, { start: 3, end: 7 }))).toString(), '3456');
+        if (h.stagingFileCount) assert.equal(await h.stagingFileCount(), 0);
+        await store.directory.removeAccount('inline@example.org');
+        assert.equal(await store.blobs.exists(blob.hash), false);
+      });
+
       it('discards staged blobs and aborted writers leave nothing behind', async () => {
-        const blob = await stage('discard me');
+        const blob = await stage(Buffer.alloc(store.blobs.inlineLimit + 1, 7));
         await store.blobs.discard(blob);
         await store.blobs.discard(blob); // twice is fine
         await assert.rejects(store.blobs.persist([blob]));
@@ -274,7 +295,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         await writer.abort();
         await writer.abort();
         await assert.rejects(writer.write(Buffer.from('x')));
-        if (h.blobFileCount) assert.equal(await h.blobFileCount(), 0);
+        if (h.storedBlobCount) assert.equal(await h.storedBlobCount(), 0);
         if (h.stagingFileCount) assert.equal(await h.stagingFileCount(), 0);
       });
 
@@ -367,7 +388,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
           ),
         );
         assert.equal(outcome.delivered.length, 3);
-        if (h.blobFileCount) assert.equal(await h.blobFileCount(), 1);
+        if (h.storedBlobCount) assert.equal(await h.storedBlobCount(), 1);
         for (const [i, d] of outcome.delivered.entries()) {
           const record = await store.mail.getMessage(d.mailboxId, d.uid);
           assert.ok(record);
@@ -379,7 +400,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         // The same bytes again, in a later commit, still make one file.
         const again = await stage(body);
         await store.mail.commitDelivery(commit(again, [local(ids[0]!)]));
-        if (h.blobFileCount) assert.equal(await h.blobFileCount(), 1);
+        if (h.storedBlobCount) assert.equal(await h.storedBlobCount(), 1);
       });
 
       it('reads back an empty prefix and an empty body exactly', async () => {
@@ -400,7 +421,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         const id = await account('m@example.org');
         const good = store.mail.commitDelivery(commit(await stage('good'), [local(id)]));
         await assert.rejects(store.mail.commitDelivery(commit(await stage('none'), [])), { kind: 'invalid' });
-        const bogus = { hash: 'not-a-hash', size: 1, stagingPath: '/nonexistent' };
+        const bogus = { hash: 'not-a-hash', size: 1, stagingPath: '/nonexistent', inline: null };
         await assert.rejects(store.mail.commitDelivery(commit(bogus, [local(id)])), { kind: 'invalid' });
         assert.equal((await good).delivered.length, 1);
       });
@@ -519,7 +540,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         assert.equal(await store.blobs.exists(blob.hash), true, 'b still references the blob');
         await store.directory.removeAccount('b@example.org');
         assert.equal(await store.blobs.exists(blob.hash), false, 'the last reference released the blob');
-        if (h.blobFileCount) assert.equal(await h.blobFileCount(), 0);
+        if (h.storedBlobCount) assert.equal(await h.storedBlobCount(), 0);
         // The same bytes can come back afterwards.
         const c = await account('c@example.org');
         const again = await stage('Subject: shared\r\n\r\nshared\r\n');

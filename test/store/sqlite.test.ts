@@ -3,6 +3,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import Database from 'better-sqlite3';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { runStoreContract } from './contract.js';
 
@@ -17,6 +18,15 @@ async function countFiles(dir: string, skip: string[] = []): Promise<number> {
   return count;
 }
 
+function inlineBlobCount(databasePath: string): number {
+  const db = new Database(databasePath, { readonly: true });
+  try {
+    return db.prepare<[], { n: number }>('SELECT count(*) AS n FROM blob_data').get()!.n;
+  } finally {
+    db.close();
+  }
+}
+
 runStoreContract('sqlite', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'fulmar-store-'));
   const store = await openSqliteStore({ dataDir });
@@ -27,8 +37,8 @@ runStoreContract('sqlite', async () => {
       await rm(dataDir, { recursive: true, force: true });
     },
     childStoreExpression: `import(${JSON.stringify(MODULE)}).then((m) => m.openSqliteStore({ dataDir: ${JSON.stringify(dataDir)} }))`,
-    blobFileCount: () => countFiles(store.blobs.root, ['tmp']),
-    stagingFileCount: () => countFiles(store.blobs.tmpDir),
+    storedBlobCount: async () => (await countFiles(store.blobs.files.root, ['tmp'])) + inlineBlobCount(store.databasePath),
+    stagingFileCount: () => countFiles(store.blobs.files.tmpDir),
     deliveryTransactions: () => store.commitStats.transactions,
   };
 });

@@ -33,14 +33,17 @@ export class FileBlobStore implements BlobStore {
   readonly root: string;
   readonly tmpDir: string;
 
-  private constructor(root: string) {
+  private constructor(
+    root: string,
+    readonly inlineLimit: number,
+  ) {
     this.root = root;
     this.tmpDir = join(root, 'tmp');
   }
 
   /** Opens (creating when needed) the store under `<dataDir>/blobs`. */
-  static async openAt(dataDir: string, options: { staleTmpMs?: number } = {}): Promise<FileBlobStore> {
-    const store = new FileBlobStore(join(dataDir, 'blobs'));
+  static async openAt(dataDir: string, options: { staleTmpMs?: number; inlineLimit?: number } = {}): Promise<FileBlobStore> {
+    const store = new FileBlobStore(join(dataDir, 'blobs'), Math.min(options.inlineLimit ?? 0, SPILL_THRESHOLD));
     await mkdir(store.tmpDir, { recursive: true });
     await Promise.all(
       Array.from({ length: 256 }, (_, i) => mkdir(join(store.root, i.toString(16).padStart(2, '0')), { recursive: true })),
@@ -57,11 +60,12 @@ export class FileBlobStore implements BlobStore {
   }
 
   async createWriter(): Promise<BlobWriter> {
-    return new FileBlobWriter(join(this.tmpDir, `${randomBytes(12).toString('hex')}.tmp`));
+    return new FileBlobWriter(this.tmpDir, this.inlineLimit);
   }
 
   async persist(blobs: StagedBlob[]): Promise<void> {
-    const unique = new Map(blobs.map((b) => [b.stagingPath, b]));
+    const unique = new Map<string, StagedBlob & { stagingPath: string }>();
+    for (const b of blobs) if (b.stagingPath !== null) unique.set(b.stagingPath, b as StagedBlob & { stagingPath: string });
     const folders = new Set<string>();
     // allSettled: when one blob fails, the others still finish (and get their folder fsynced),
     // so no operation of this call is in flight when the caller retries.
@@ -89,11 +93,12 @@ export class FileBlobStore implements BlobStore {
   }
 
   async discard(blob: StagedBlob): Promise<void> {
-    this.checkStaged(blob);
+    if (blob.stagingPath === null) return;
+    this.checkStaged(blob as StagedBlob & { stagingPath: string });
     await unlinkIfPresent(blob.stagingPath);
   }
 
-  private checkStaged(blob: StagedBlob): void {
+  private checkStaged(blob: StagedBlob & { stagingPath: string }): void {
     if (dirname(blob.stagingPath) !== this.tmpDir) {
       throw new InvalidInput(`${blob.stagingPath} is not a staged blob of this store`);
     }
@@ -156,7 +161,18 @@ class FileBlobWriter implements BlobWriter {
   private state: 'open' | 'finished' | 'aborted' = 'open';
   private written = 0;
 
-  constructor(private readonly path: string) {}
+  /** The temporary file, named when the body first spills out of memory. */
+  private path: string | null = null;
+
+  constructor(
+    private readonly tmpDir: string,
+    private readonly inlineLimit: number,
+  ) {}
+
+  private openFile(): Promise<FileHandle> {
+    this.path = join(this.tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
+    return open(this.path, 'wx', FILE_MODE);
+  }
 
   get bytesWritten(): number {
     return this.written;
@@ -174,7 +190,7 @@ class FileBlobWriter implements BlobWriter {
     }
     return this.enqueue(async () => {
       if (this.handle === null) {
-        this.handle = await open(this.path, 'wx', FILE_MODE);
+        this.handle = await this.openFile();
         await writeAll(this.handle, this.takeBuffered());
       }
       await writeAll(this.handle, chunk);
@@ -184,9 +200,13 @@ class FileBlobWriter implements BlobWriter {
   async finish(): Promise<StagedBlob> {
     if (this.state !== 'open') throw new InvalidInput(`blob writer is ${this.state}`);
     this.state = 'finished';
+    if (this.handle === null && this.path === null && this.written <= this.inlineLimit) {
+      await this.tail;
+      return { hash: this.hash.digest('hex'), size: this.written, stagingPath: null, inline: this.takeBuffered() };
+    }
     await this.enqueue(async () => {
       if (this.handle === null) {
-        this.handle = await open(this.path, 'wx', FILE_MODE);
+        this.handle = await this.openFile();
         await writeAll(this.handle, this.takeBuffered());
       }
       await this.handle.sync();
@@ -196,7 +216,7 @@ class FileBlobWriter implements BlobWriter {
       await this.cleanup();
       throw e;
     });
-    return { hash: this.hash.digest('hex'), size: this.written, stagingPath: this.path };
+    return { hash: this.hash.digest('hex'), size: this.written, stagingPath: this.path, inline: null };
   }
 
   async abort(): Promise<void> {
@@ -212,7 +232,7 @@ class FileBlobWriter implements BlobWriter {
     this.buffered = [];
     this.bufferedBytes = 0;
     await handle?.close().catch(() => undefined);
-    await unlinkIfPresent(this.path);
+    if (this.path !== null) await unlinkIfPresent(this.path);
   }
 
   private takeBuffered(): Buffer {

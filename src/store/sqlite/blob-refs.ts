@@ -16,6 +16,8 @@ export class BlobRefs {
   private readonly decrementStmt;
   private readonly deleteStmt;
   private readonly existsStmt;
+  private readonly addInlineStmt;
+  private readonly deleteInlineStmt;
 
   constructor(db: Database.Database) {
     this.addStmt = db.prepare<[string, number, number]>(
@@ -27,10 +29,15 @@ export class BlobRefs {
     );
     this.deleteStmt = db.prepare<[string]>('DELETE FROM blob_refs WHERE hash = ?');
     this.existsStmt = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM blob_refs WHERE hash = ?');
+    this.addInlineStmt = db.prepare<[string, Buffer]>('INSERT OR IGNORE INTO blob_data (hash, data) VALUES (?, ?)');
+    this.deleteInlineStmt = db.prepare<[string]>('DELETE FROM blob_data WHERE hash = ?');
   }
 
-  add(hash: string, size: number, count: number): void {
-    if (count > 0) this.addStmt.run(hash, size, count);
+  /** Adds references; `inline` bytes are stored with them when the body is kept in the database. */
+  add(hash: string, size: number, count: number, inline: Buffer | null = null): void {
+    if (count <= 0) return;
+    this.addStmt.run(hash, size, count);
+    if (inline !== null) this.addInlineStmt.run(hash, inline);
   }
 
   /** Drops `count` references per hash; returns the hashes no longer referenced at all. */
@@ -39,7 +46,10 @@ export class BlobRefs {
     for (const [hash, count] of counts) {
       if (this.decrementStmt.run(count, hash, count).changes > 0) continue;
       // The count would reach zero (CHECK refcount > 0 forbids storing it): the row goes.
-      if (this.deleteStmt.run(hash).changes > 0) unreferenced.push(hash);
+      if (this.deleteStmt.run(hash).changes > 0) {
+        this.deleteInlineStmt.run(hash);
+        unreferenced.push(hash);
+      }
     }
     return unreferenced;
   }

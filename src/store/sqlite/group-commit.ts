@@ -184,7 +184,7 @@ export class GroupCommit {
     }
     const outbound = commit.outbound && commit.outbound.recipients.length > 0 ? commit.outbound : null;
     const queueId = outbound ? this.enqueue(commit, outbound) : null;
-    this.refs.add(blob.hash, blob.size, delivered.length + (outbound ? 1 : 0));
+    this.refs.add(blob.hash, blob.size, delivered.length + (outbound ? 1 : 0), blob.inline);
     return { outcome: { delivered, queueId }, events };
   }
 

@@ -90,6 +90,13 @@ export const MIGRATIONS: readonly string[] = [
     refcount INTEGER NOT NULL CHECK (refcount > 0)
   ) WITHOUT ROWID;
 
+  -- Small message bodies live here instead of in files: they become durable with the
+  -- delivery's own transaction (one WAL fsync per batch), with no file or folder fsync.
+  CREATE TABLE blob_data (
+    hash TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+  );
+
   CREATE TABLE queue_messages (
     id         INTEGER PRIMARY KEY,
     blob_hash  TEXT NOT NULL,

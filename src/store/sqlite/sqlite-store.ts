@@ -1,6 +1,6 @@
 /**
- * The embedded backend: SQLite (`<data>/fulmar.db`) for metadata plus FileBlobStore
- * (`<data>/blobs`) for message bytes, and the in-memory event bus.
+ * The embedded backend: SQLite (`<data>/fulmar.db`) for metadata and small message bodies,
+ * FileBlobStore (`<data>/blobs`) for larger ones, and the in-memory event bus.
  *
  * Invariants
  * - WAL mode with synchronous=FULL: every COMMIT fsyncs the WAL, which is the durability point
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { FileBlobStore } from '../blobs/file-blob-store.js';
 import { MemoryEventBus } from '../memory-events.js';
 import type { Store } from '../types.js';
+import { INLINE_LIMIT, SqliteBlobStore } from './blob-store.js';
 import { SqliteDirectory } from './directory.js';
 import { GroupCommit, type GroupCommitStats } from './group-commit.js';
 import { SqliteMailStore } from './mail.js';
@@ -30,7 +31,7 @@ export interface SqliteStoreOptions {
 }
 
 export interface SqliteStore extends Store {
-  readonly blobs: FileBlobStore;
+  readonly blobs: SqliteBlobStore;
   readonly databasePath: string;
   /** Group-commit counters, for tests and benchmarks. */
   readonly commitStats: Readonly<GroupCommitStats>;
@@ -38,9 +39,10 @@ export interface SqliteStore extends Store {
 
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
   await mkdir(options.dataDir, { recursive: true });
-  const blobs = await FileBlobStore.openAt(options.dataDir);
+  const files = await FileBlobStore.openAt(options.dataDir, { inlineLimit: INLINE_LIMIT });
   const databasePath = join(options.dataDir, DATABASE_FILE);
   const db = openDatabase(databasePath);
+  const blobs = new SqliteBlobStore(db, files);
   const lane = new SerialLane();
   const events = new MemoryEventBus();
   const groupCommit = new GroupCommit(db, lane, blobs, events);
