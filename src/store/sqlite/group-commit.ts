@@ -9,7 +9,8 @@
  *
  * Invariants
  * - Durable before acknowledged: a promise resolves only after `blobs.persist` (file and folder
- *   fsync) and the COMMIT (synchronous=FULL in WAL mode fsyncs the WAL) both succeeded.
+ *   fsync), the COMMIT and the fsync of the WAL (WalSync, on the thread pool) all succeeded.
+ *   The next batch may commit while this one's fsync runs, so batches overlap and grow.
  * - Never partially acknowledged: each commit runs in its own SAVEPOINT, so one bad commit (a
  *   removed account) fails alone, but if the transaction itself fails every caller of the batch
  *   is rejected, with TemporaryFailure.
@@ -23,6 +24,7 @@ import type { BlobStore, DeliveryCommit, DeliveryOutcome, EventBus, MailEvent, O
 import { BlobRefs, removeBlobFiles } from './blob-refs.js';
 import { MailboxRows } from './mailboxes.js';
 import type { SerialLane } from './serial-lane.js';
+import type { WalSync } from './wal-sync.js';
 import { statementCache, type Prepare } from './statements.js';
 
 export interface GroupCommitStats {
@@ -50,12 +52,14 @@ export class GroupCommit {
   private readonly refs: BlobRefs;
   private readonly mailboxes: MailboxRows;
   private readonly runBatch: (batch: Pending[]) => Applied[];
+  private readonly settling = new Set<Promise<void>>();
 
   constructor(
     private readonly db: Database.Database,
     private readonly lane: SerialLane,
     private readonly blobs: BlobStore,
     private readonly events: EventBus,
+    private readonly walSync: WalSync,
   ) {
     this.sql = statementCache(db);
     this.refs = new BlobRefs(db);
@@ -71,7 +75,16 @@ export class GroupCommit {
         }
       }),
     );
-    this.runBatch = (batch) => batchTx.immediate(batch);
+    // The commit itself does not fsync (synchronous=NORMAL); settle() fsyncs the WAL off the
+    // event loop before any caller hears of it. Every other write keeps synchronous=FULL.
+    this.runBatch = (batch) => {
+      db.pragma('synchronous = NORMAL');
+      try {
+        return batchTx.immediate(batch);
+      } finally {
+        db.pragma('synchronous = FULL');
+      }
+    };
   }
 
   submit(commit: DeliveryCommit): Promise<DeliveryOutcome> {
@@ -93,10 +106,11 @@ export class GroupCommit {
     });
   }
 
-  /** Refuses new commits and waits until the pending ones are flushed. */
+  /** Refuses new commits and waits until the pending ones are flushed and settled. */
   async close(): Promise<void> {
     this.closed = true;
     await this.lane.idle();
+    await Promise.allSettled([...this.settling]);
   }
 
   private async flush(): Promise<void> {
@@ -135,7 +149,20 @@ export class GroupCommit {
         applied = live.map(() => ({ ok: false, error: failure }));
       }
     }
+    // The lane is free for the next batch while this one's WAL fsync runs.
+    this.track(this.settle(live, applied, failures));
+  }
 
+  /** Waits until the batch is durable, then tells listeners and callers. */
+  private async settle(live: Pending[], applied: Applied[], failures: Map<Pending, unknown>): Promise<void> {
+    if (applied.some((r) => r.ok)) {
+      try {
+        await this.walSync.sync();
+      } catch (error) {
+        const failure = new TemporaryFailure('could not make the delivery durable (fsync failed)', error);
+        applied = applied.map((r) => (r.ok ? { ok: false, error: failure } : r));
+      }
+    }
     live.forEach((p, i) => {
       const result = applied[i]!;
       if (!result.ok) failures.set(p, result.error);
@@ -145,11 +172,19 @@ export class GroupCommit {
       const result = applied[i]!;
       if (result.ok) p.resolve(result.outcome);
     });
-    // Before rejecting, so a rejected caller finds no blob of its own left behind.
-    await this.removeOrphans([...failures.keys()].map((p) => p.commit.blob.hash));
+    if (failures.size === 0) return;
+    // Before rejecting, so a rejected caller finds no blob of its own left behind. In the lane:
+    // a later flush must not dedupe against a file that is being removed.
+    const hashes = [...failures.keys()].map((p) => p.commit.blob.hash);
+    await this.lane.run(() => this.removeOrphans(hashes));
     for (const [p, error] of failures) {
       p.reject(isFulmarError(error) ? error : new TemporaryFailure('delivery failed', error));
     }
+  }
+
+  private track(work: Promise<void>): void {
+    this.settling.add(work);
+    void work.finally(() => this.settling.delete(work));
   }
 
   private publish(event: MailEvent): void {

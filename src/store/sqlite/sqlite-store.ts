@@ -22,6 +22,7 @@ import { migrate } from './migrations.js';
 import { SqliteQueueStore } from './queue.js';
 import { SerialLane } from './serial-lane.js';
 import { SqliteSettings } from './settings.js';
+import { WalSync } from './wal-sync.js';
 
 export const DATABASE_FILE = 'fulmar.db';
 const BUSY_TIMEOUT_MS = 5000;
@@ -45,7 +46,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   const blobs = new SqliteBlobStore(db, files);
   const lane = new SerialLane();
   const events = new MemoryEventBus();
-  const groupCommit = new GroupCommit(db, lane, blobs, events);
+  const groupCommit = new GroupCommit(db, lane, blobs, events, new WalSync(`${databasePath}-wal`));
   let closing: Promise<void> | null = null;
 
   return {
