@@ -388,20 +388,25 @@ async function verifyStore(f: FulmarProcess, sent: Map<string, SentMessage>): Pr
       if (row.maxmod !== null && row.hms < row.maxmod) problems.push(`mailbox ${row.id}: highestmodseq ${row.hms} < modseq ${row.maxmod}`);
       if (row.name !== 'INBOX' && row.maxuid !== null) problems.push(`mailbox ${row.name} (${row.id}) received messages`);
     }
-    // Every referenced blob is on disk, whole: its size and its content hash match.
+    // Every referenced blob is stored whole, inline in the database (small bodies) or as a
+    // file: its size and its content hash match.
     const blobRoot = join(f.dataDir, 'blobs');
     const referenced = new Set<string>();
+    const inlineData = db.prepare<[string], { data: Buffer }>('SELECT data FROM blob_data WHERE hash = ?');
     for (const row of db.prepare<[], { hash: string; size: number }>('SELECT hash, size FROM blob_refs').all()) {
       referenced.add(row.hash);
       const path = join(blobRoot, row.hash.slice(0, 2), row.hash);
-      if (!existsSync(path)) {
-        problems.push(`blob ${row.hash} is referenced but its file is missing`);
+      const inline = inlineData.get(row.hash)?.data;
+      if (!inline && !existsSync(path)) {
+        problems.push(`blob ${row.hash} is referenced but stored neither inline nor as a file`);
         continue;
       }
-      const bytes = readFileSync(path);
+      const bytes = inline ?? readFileSync(path);
       if (bytes.length !== row.size) problems.push(`blob ${row.hash}: file has ${bytes.length} bytes, refs say ${row.size}`);
       if (sha256(bytes) !== row.hash) problems.push(`blob ${row.hash}: content does not match its hash`);
     }
+    const inlineRows = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM blob_data WHERE hash NOT IN (SELECT hash FROM blob_refs)').get()!.n;
+    if (inlineRows > 0) problems.push(`${inlineRows} inline blob(s) without references`);
     for (const dir of readdirSync(blobRoot)) {
       if (dir === 'tmp') continue;
       for (const name of readdirSync(join(blobRoot, dir))) if (!referenced.has(name)) orphanBlobFiles++;
