@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { MessageRecord, Store } from '../../src/store/types.js';
@@ -344,20 +345,27 @@ s.quit()
   });
 });
 
-function blobFiles(): Set<string> {
-  const root = join(f.dataDir, 'blobs');
-  const out = new Set<string>();
-  for (const dir of readdirSync(root)) {
-    if (!/^[0-9a-f]{2}$/.test(dir)) continue;
-    for (const name of readdirSync(join(root, dir))) out.add(name);
+/** Every stored blob: files under blobs/ and small bodies kept inline in the database. */
+function storedBlobs(): Map<string, { refcount: number; bytes: Buffer }> {
+  const db = new Database(join(f.dataDir, 'fulmar.db'), { readonly: true });
+  try {
+    const out = new Map<string, { refcount: number; bytes: Buffer }>();
+    const inline = db.prepare<[string], { data: Buffer }>('SELECT data FROM blob_data WHERE hash = ?');
+    for (const row of db.prepare<[], { hash: string; refcount: number }>('SELECT hash, refcount FROM blob_refs').all()) {
+      const data = inline.get(row.hash)?.data;
+      const file = join(f.dataDir, 'blobs', row.hash.slice(0, 2), row.hash);
+      out.set(row.hash, { refcount: row.refcount, bytes: data ?? (existsSync(file) ? readFileSync(file) : Buffer.alloc(0)) });
+    }
+    return out;
+  } finally {
+    db.close();
   }
-  return out;
 }
 
 test('a message to 3 local recipients is stored once; each copy has its own Return-Path, Delivered-To, X-Rcpt-To', async () => {
   const users = [unique('three'), unique('three'), unique('three')].map((l) => `${l}@${DOMAIN}`);
   await admin.addUsers(users);
-  const blobsBefore = blobFiles();
+  const blobsBefore = storedBlobs();
   const out = py(
     `
 s = smtplib.SMTP(H, P25, timeout=10)
@@ -384,11 +392,11 @@ s.quit()
   }
   assert.equal(hashes.size, 1, 'the three copies reference one blob');
   const [hash] = [...hashes] as [string];
-  const added = [...blobFiles()].filter((h) => !blobsBefore.has(h));
-  assert.deepEqual(added, [hash], 'exactly one new blob file');
-  const file = join(f.dataDir, 'blobs', hash.slice(0, 2), hash);
-  assert.ok(existsSync(file));
-  assert.equal(createHash('sha256').update(readFileSync(file)).digest('hex'), hash, 'the blob is content-addressed');
+  const after = storedBlobs();
+  const added = [...after.keys()].filter((h) => !blobsBefore.has(h));
+  assert.deepEqual(added, [hash], 'exactly one new blob');
+  assert.equal(after.get(hash)!.refcount, 3, 'referenced by the three copies');
+  assert.equal(createHash('sha256').update(after.get(hash)!.bytes).digest('hex'), hash, 'the blob is content-addressed');
 });
 
 test('send_message with SMTPUTF8: a UTF-8 local part and UTF-8 headers arrive intact', async () => {
