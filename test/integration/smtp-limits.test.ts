@@ -391,8 +391,18 @@ test('session timeout: an active session is closed with 421 4.4.2 when smtp.sess
   });
 });
 
+/** Waits until every connection the server logged has also ended (earlier tests close theirs asynchronously). */
+async function serverIdle(timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (f.events('smtp.connect').length > f.events('smtp.disconnect').length) {
+    if (Date.now() > deadline) assert.fail('connections of earlier tests are still open');
+    await sleep(50);
+  }
+}
+
 test('connections per IP: with smtp.max_connections_per_ip 2, the third connection gets 421', async () => {
   await withSettings({ 'smtp.max_connections_per_ip': '2' }, async () => {
+    await serverIdle();
     const a = await SmtpWire.greeted(f.ports.smtp);
     const b = await SmtpWire.greeted(f.ports.submission);
     const c = await SmtpWire.open(f.ports.smtp);
