@@ -7,7 +7,7 @@
  * address among its targets to keep a copy in the account ("deliver and forward"). Expansion
  * follows aliases of aliases up to MAX_DEPTH and stops at loops.
  */
-import type { Account } from '../store/types.js';
+import type { Account, Domain } from '../store/types.js';
 import type { Directory } from './directory.js';
 
 export const MAX_DEPTH = 10;
@@ -19,12 +19,19 @@ export type Resolution =
   /** Our domain, but no account, alias or catch-all matches. */
   | { kind: 'unknown'; address: string }
   /** Our domain; delivers to these accounts and forwards to these remote addresses. */
-  | { kind: 'local'; address: string; accounts: Account[]; remote: string[] };
+  | { kind: 'local'; address: string; domain: Domain; accounts: Account[]; remote: string[] };
 
 export async function resolveRecipient(directory: Directory, address: string): Promise<Resolution> {
+  // Each domain is looked up once per resolution, however often expansion meets it.
+  const domains = new Map<string, Domain | null>();
+  const localDomain = async (name: string): Promise<Domain | null> => {
+    const key = name.toLowerCase();
+    if (!domains.has(key)) domains.set(key, await directory.getDomain(key));
+    return domains.get(key)!;
+  };
   const at = address.lastIndexOf('@');
-  const domain = at < 0 ? '' : address.slice(at + 1);
-  if (!(await directory.isLocalDomain(domain))) return { kind: 'remote', address };
+  const domain = await localDomain(at < 0 ? '' : address.slice(at + 1));
+  if (!domain) return { kind: 'remote', address };
 
   const accounts = new Map<number, Account>();
   const remote = new Set<string>();
@@ -33,7 +40,7 @@ export async function resolveRecipient(directory: Directory, address: string): P
   const expand = async (addr: string, depth: number): Promise<boolean> => {
     const lower = addr.toLowerCase();
     const d = lower.slice(lower.lastIndexOf('@') + 1);
-    if (!(await directory.isLocalDomain(d))) {
+    if (!(await localDomain(d))) {
       remote.add(addr);
       return true;
     }
@@ -70,5 +77,5 @@ export async function resolveRecipient(directory: Directory, address: string): P
 
   const found = await expand(address, 0);
   if (!found || (accounts.size === 0 && remote.size === 0)) return { kind: 'unknown', address };
-  return { kind: 'local', address, accounts: [...accounts.values()], remote: [...remote] };
+  return { kind: 'local', address, domain, accounts: [...accounts.values()], remote: [...remote] };
 }

@@ -89,10 +89,9 @@ export class MessageTransaction {
       this.recipients.push({ address, params, accounts: [], remote: [address], domainLimit: null });
       return { ok: true };
     }
-    const domain = await this.services.directory.getDomain(address.slice(address.lastIndexOf('@') + 1));
-    const domainLimit = domain?.maxMessageSize ?? null;
+    const domainLimit = resolution.domain.maxMessageSize;
     if (this.declaredSize !== null && domainLimit !== null && domainLimit > 0 && this.declaredSize > domainLimit) {
-      return { ok: false, reason: 'too-big-for-domain', detail: `message size ${this.declaredSize} exceeds the limit of ${domainLimit} bytes for ${domain!.name}` };
+      return { ok: false, reason: 'too-big-for-domain', detail: `message size ${this.declaredSize} exceeds the limit of ${domainLimit} bytes for ${resolution.domain.name}` };
     }
     for (const account of resolution.accounts) {
       if (account.quotaBytes !== null && account.usedBytes + (this.declaredSize ?? 0) > account.quotaBytes) {

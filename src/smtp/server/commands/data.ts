@@ -9,9 +9,14 @@ import { receivedHeader } from '../received.js';
 import type { Reply } from '../replies.js';
 import type { CommandContext } from './table.js';
 
-/** A queue id: sortable by time, unique enough to find one message in the logs. */
+// Random per process, so ids stay unique across restarts and across nodes sharing a database.
+const PROCESS_TAG = randomBytes(3).toString('hex').toUpperCase();
+let sequence = 0;
+
+/** A queue id: sortable by time, unique, cheap (no random bytes per message). */
 function newMessageId(): string {
-  return `${Date.now().toString(36).toUpperCase()}${randomBytes(5).toString('hex').toUpperCase()}`;
+  sequence = (sequence + 1) % 1_679_616; // 36^4
+  return `${Date.now().toString(36).toUpperCase()}${PROCESS_TAG}${sequence.toString(36).toUpperCase().padStart(4, '0')}`;
 }
 
 function tooBigForConnection(limit: number): Reply {
