@@ -7,26 +7,15 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { FulmarProcess, swaks } from './harness.js';
-import { Admin, codes, rssKb, sleep, SmtpWire, unique } from './smtp-wire.js';
+import { type FulmarProcess, swaks } from './harness.js';
+import { Admin, codes, rssKb, sleep, SmtpWire, unique, startServer, stopServer } from './smtp-wire.js';
 
 const DOMAIN = 'hostile.test';
 let f: FulmarProcess;
 let admin: Admin;
 
-before(async () => {
-  f = await FulmarProcess.create();
-  admin = await Admin.open(f);
-  await admin.addDomain(DOMAIN);
-  await f.start();
-});
-
-after(async () => {
-  await admin.close();
-  const code = await f.stop();
-  f.cleanup();
-  assert.equal(code, 0, 'the server stops cleanly on SIGTERM');
-});
+before(async () => ({ f, admin } = await startServer(DOMAIN)));
+after(() => stopServer(f, admin));
 
 async function inbox(address: string): Promise<string[]> {
   const store = await f.openStore();

@@ -11,27 +11,16 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { FulmarProcess } from './harness.js';
-import { Admin, python3, cliAsync, codes, sleep, SmtpWire, unique } from './smtp-wire.js';
+import type { FulmarProcess } from './harness.js';
+import { Admin, python3, cliAsync, codes, sleep, SmtpWire, unique, startServer, stopServer } from './smtp-wire.js';
 
 const DOMAIN = 'limits.test';
 const DEFAULT_MAX = 25 * 1024 * 1024;
 let f: FulmarProcess;
 let admin: Admin;
 
-before(async () => {
-  f = await FulmarProcess.create();
-  admin = await Admin.open(f);
-  await admin.addDomain(DOMAIN);
-  await f.start();
-});
-
-after(async () => {
-  await admin.close();
-  const code = await f.stop();
-  f.cleanup();
-  assert.equal(code, 0, 'the server stops cleanly on SIGTERM');
-});
+before(async () => ({ f, admin } = await startServer(DOMAIN)));
+after(() => stopServer(f, admin));
 
 /** Runs `fn` with runtime settings changed, and puts them back after. */
 function withSettings(settings: Record<string, string>, fn: () => Promise<void>): Promise<void> {

@@ -12,26 +12,15 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { MessageRecord, Store } from '../../src/store/types.js';
-import { FulmarProcess } from './harness.js';
-import { Admin, python3, codes, SmtpWire, unique } from './smtp-wire.js';
+import type { FulmarProcess } from './harness.js';
+import { Admin, python3, codes, SmtpWire, unique, startServer, stopServer } from './smtp-wire.js';
 
 const DOMAIN = 'smtplib.test';
 let f: FulmarProcess;
 let admin: Admin;
 
-before(async () => {
-  f = await FulmarProcess.create();
-  admin = await Admin.open(f);
-  await admin.addDomain(DOMAIN);
-  await f.start();
-});
-
-after(async () => {
-  await admin.close();
-  const code = await f.stop();
-  f.cleanup();
-  assert.equal(code, 0, 'the server stops cleanly on SIGTERM');
-});
+before(async () => ({ f, admin } = await startServer(DOMAIN)));
+after(() => stopServer(f, admin));
 
 /** Common Python prelude: ports, an SSL context that accepts our self-signed certificate, JSON out. */
 const PRELUDE = `

@@ -14,7 +14,7 @@ import { openServices, type Services } from '../../src/app/services.js';
 import { loadBootstrapConfig } from '../../src/config/bootstrap.js';
 import { isSettingKey, parseSettingValue } from '../../src/config/settings-registry.js';
 import { parseSize } from '../../src/util/size.js';
-import { FULMAR, type FulmarProcess } from './harness.js';
+import { FULMAR, FulmarProcess } from './harness.js';
 
 export interface SmtpReply {
   code: number;
@@ -323,4 +323,21 @@ export function unique(prefix: string): string {
 /** Waits `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((res) => setTimeout(res, ms));
+}
+
+/** One server per test file, with one local domain and an Admin on its store. */
+export async function startServer(domain: string): Promise<{ f: FulmarProcess; admin: Admin }> {
+  const f = await FulmarProcess.create();
+  const admin = await Admin.open(f);
+  await admin.addDomain(domain);
+  await f.start();
+  return { f, admin };
+}
+
+/** Stops the server of startServer and checks it stopped cleanly on SIGTERM. */
+export async function stopServer(f: FulmarProcess, admin: Admin): Promise<void> {
+  await admin.close();
+  const code = await f.stop();
+  f.cleanup();
+  if (code !== 0) throw new Error(`the server exited with ${code} on SIGTERM, not 0`);
 }
