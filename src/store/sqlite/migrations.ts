@@ -90,13 +90,6 @@ export const MIGRATIONS: readonly string[] = [
     refcount INTEGER NOT NULL CHECK (refcount > 0)
   ) WITHOUT ROWID;
 
-  -- Small message bodies live here instead of in files: they become durable with the
-  -- delivery's own transaction (one WAL fsync per batch), with no file or folder fsync.
-  CREATE TABLE blob_data (
-    hash TEXT PRIMARY KEY,
-    data BLOB NOT NULL
-  );
-
   CREATE TABLE queue_messages (
     id         INTEGER PRIMARY KEY,
     blob_hash  TEXT NOT NULL,
@@ -121,6 +114,14 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX queue_recipients_queue ON queue_recipients(queue_id);
   CREATE INDEX queue_recipients_due ON queue_recipients(status, next_attempt_at);
+  `,
+  // 2: small message bodies live in the database instead of in files: they become durable with
+  // the delivery's own transaction (one WAL fsync per batch), with no file or folder fsync.
+  `
+  CREATE TABLE blob_data (
+    hash TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+  );
   `,
 ];
 
