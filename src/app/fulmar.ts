@@ -58,6 +58,14 @@ export class Fulmar {
     const listeners: Listener[] = await this.smtp.start();
     for (const l of listeners) log.info({ event: 'app.listening', service: l.name, port: l.port, addresses: l.addresses }, `${l.name} listening on port ${l.port}`);
     log.info({ event: 'app.started', pid: process.pid }, 'Fulmar is running');
+    // Crash leftovers: message files placed but never committed. An hour old at least, so no
+    // delivery of another process can still be on its way to committing them.
+    services.store.sweepOrphans(3_600_000).then(
+      (removed) => {
+        if (removed > 0) log.info({ event: 'store.orphans_removed', count: removed }, `removed ${removed} unreferenced message file(s)`);
+      },
+      (err: unknown) => log.warn({ event: 'store.sweep_failed', err }, 'could not sweep unreferenced message files'),
+    );
   }
 
   async stop(): Promise<void> {

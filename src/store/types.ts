@@ -257,5 +257,11 @@ export interface Store {
   readonly settings: SettingsStore;
   readonly blobs: BlobStore;
   readonly events: EventBus;
+  /**
+   * Housekeeping the server runs in the background: removes stored bytes that nothing references
+   * and that are older than `minAgeMs` (leftovers of a crash between placing a file and committing
+   * its rows). Returns how many were removed.
+   */
+  sweepOrphans(minAgeMs: number): Promise<number>;
   close(): Promise<void>;
 }

@@ -285,6 +285,19 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         assert.equal(await store.blobs.exists(blob.hash), false);
       });
 
+      it('sweeps stored bytes nothing references, and only those', async () => {
+        const big = (fill: number): Buffer => Buffer.alloc(store.blobs.inlineLimit + 100, fill);
+        const orphan = await stage(big(1));
+        await store.blobs.persist([orphan]); // placed, but its delivery never committed (a crash)
+        const kept = await stage(big(2));
+        const id = await account('sweep@example.org');
+        await store.mail.commitDelivery(commit(kept, [local(id)]));
+        assert.equal(await store.sweepOrphans(60_000), 0, 'too young to be a crash leftover');
+        assert.equal(await store.sweepOrphans(0), 1);
+        assert.equal(await store.blobs.exists(orphan.hash), false);
+        assert.equal(await store.blobs.exists(kept.hash), true);
+      });
+
       it('discards staged blobs and aborted writers leave nothing behind', async () => {
         const blob = await stage(Buffer.alloc(store.blobs.inlineLimit + 1, 7));
         await store.blobs.discard(blob);

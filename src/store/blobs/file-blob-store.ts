@@ -123,6 +123,22 @@ export class FileBlobStore implements BlobStore {
     await unlinkIfPresent(this.pathOf(hash));
   }
 
+  /** Hashes of the stored files last modified more than `minAgeMs` ago. */
+  async *listOlderThan(minAgeMs: number): AsyncGenerator<string> {
+    const now = Date.now();
+    for (let i = 0; i < 256; i++) {
+      const dir = join(this.root, i.toString(16).padStart(2, '0'));
+      for (const name of await readdir(dir)) {
+        if (!HASH.test(name)) continue;
+        try {
+          if (now - (await stat(join(dir, name))).mtimeMs >= minAgeMs) yield name;
+        } catch (e) {
+          if (!isMissing(e)) throw e;
+        }
+      }
+    }
+  }
+
   private async removeStaleTemps(maxAgeMs: number): Promise<void> {
     const now = Date.now();
     for (const name of await readdir(this.tmpDir)) {

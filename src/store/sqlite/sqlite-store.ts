@@ -58,6 +58,21 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     events,
     databasePath,
     commitStats: groupCommit.stats,
+    async sweepOrphans(minAgeMs: number): Promise<number> {
+      const referenced = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM blob_refs WHERE hash = ?');
+      let removed = 0;
+      for await (const hash of files.listOlderThan(minAgeMs)) {
+        if (referenced.get(hash) !== undefined) continue;
+        // Checked again and removed in the lane: no delivery can be deduping against it meanwhile.
+        const gone = await lane.run(async () => {
+          if (referenced.get(hash) !== undefined) return false;
+          await files.remove(hash);
+          return true;
+        });
+        if (gone) removed++;
+      }
+      return removed;
+    },
     close(): Promise<void> {
       closing ??= (async () => {
         await groupCommit.close();
