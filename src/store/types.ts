@@ -183,6 +183,12 @@ export interface MailStore {
   openMessage(message: MessageRecord): Readable;
   /** Durable before it resolves; see the module invariants. */
   commitDelivery(commit: DeliveryCommit): Promise<DeliveryOutcome>;
+  /**
+   * Removes messages of one mailbox by UID, in one durable transaction (the quota usage and blob
+   * references go with them; blobs nothing references any more are deleted after). UIDs that are
+   * not there are skipped. Resolves with the UIDs removed, once the removal is on disk.
+   */
+  expungeMessages(mailboxId: number, uids: number[]): Promise<number[]>;
 }
 
 export interface QueueStore {

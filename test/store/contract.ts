@@ -543,6 +543,32 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
       });
     });
 
+    describe('expunging', () => {
+      it('removes messages by UID durably, releasing quota, blob references and emitting expunge events', async () => {
+        const a = await account('x@example.org');
+        const b = await account('y@example.org');
+        const shared = await stage('Subject: shared\r\n\r\nboth\r\n');
+        await store.mail.commitDelivery(commit(shared, [local(a, 'P: a\r\n'), local(b)]));
+        const own = await stage('Subject: own\r\n\r\nmine\r\n');
+        await store.mail.commitDelivery(commit(own, [local(a)]));
+        const box = (await store.mail.getMailbox(a, 'INBOX'))!;
+        const events: MailEvent[] = [];
+        const unsubscribe = store.events.subscribe(a, (e) => events.push(e));
+        const removed = await store.mail.expungeMessages(box.id, [1, 2, 99, 2]);
+        unsubscribe();
+        assert.deepEqual(removed.sort(), [1, 2]);
+        assert.deepEqual(await store.mail.listMessages(box.id), []);
+        assert.equal((await store.directory.getAccountById(a))!.usedBytes, 0);
+        assert.ok((await store.mail.getMailbox(a, 'INBOX'))!.highestModSeq > box.highestModSeq);
+        assert.deepEqual(events.map((e) => [e.type, 'uid' in e ? e.uid : 0]).sort(), [['expunge', 1], ['expunge', 2]]);
+        assert.equal(await store.blobs.exists(shared.hash), true, 'the other account still references it');
+        assert.equal(await store.blobs.exists(own.hash), false);
+        assert.deepEqual(await store.mail.expungeMessages(box.id, [1]), [], 'twice is harmless');
+        const next = await store.mail.commitDelivery(commit(await stage('later'), [local(a)]));
+        assert.equal(next.delivered[0]!.uid, 3, 'UIDs are never reused');
+      });
+    });
+
     describe('removing accounts', () => {
       it('releases the blob only when its last reference goes', async () => {
         const a = await account('a@example.org');

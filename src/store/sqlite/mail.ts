@@ -8,7 +8,10 @@
 import type Database from 'better-sqlite3';
 import { Readable } from 'node:stream';
 import { normalizeMailboxName } from '../names.js';
-import type { BlobStore, DeliveryCommit, DeliveryOutcome, Mailbox, MailStore, MessageRecord } from '../types.js';
+import { NotFound } from '../../util/errors.js';
+import type { BlobStore, DeliveryCommit, DeliveryOutcome, EventBus, Mailbox, MailStore, MessageRecord } from '../types.js';
+import { BlobRefs, removeBlobFiles } from './blob-refs.js';
+import type { SerialLane } from './serial-lane.js';
 import type { GroupCommit } from './group-commit.js';
 import { MAILBOX_SELECT, MESSAGE_COLUMNS, toMailbox, toMessage, type MailboxRow, type MessageRow } from './rows.js';
 import { statementCache, type Prepare } from './statements.js';
@@ -16,12 +19,17 @@ import { statementCache, type Prepare } from './statements.js';
 export class SqliteMailStore implements MailStore {
   private readonly sql: Prepare;
 
+  private readonly refs: BlobRefs;
+
   constructor(
-    db: Database.Database,
+    private readonly db: Database.Database,
     private readonly blobs: BlobStore,
     private readonly groupCommit: GroupCommit,
+    private readonly lane: SerialLane,
+    private readonly events: EventBus,
   ) {
     this.sql = statementCache(db);
+    this.refs = new BlobRefs(db);
   }
 
   async listMailboxes(accountId: number): Promise<Mailbox[]> {
@@ -65,5 +73,45 @@ export class SqliteMailStore implements MailStore {
 
   commitDelivery(commit: DeliveryCommit): Promise<DeliveryOutcome> {
     return this.groupCommit.submit(commit);
+  }
+
+  async expungeMessages(mailboxId: number, uids: number[]): Promise<number[]> {
+    if (uids.length === 0) return [];
+    // In the lane with deliveries and account removals: blob files are only deleted there.
+    return this.lane.run(async () => {
+      const removal = this.db
+        .transaction(() => {
+          const box = this.sql<[number], { account_id: number }>('SELECT account_id FROM mailboxes WHERE id = ?').get(mailboxId);
+          if (!box) return null;
+          const find = this.sql<[number, number], { id: number; blob_hash: string; size: number }>(
+            'SELECT id, blob_hash, size FROM messages WHERE mailbox_id = ? AND uid = ?',
+          );
+          const remove = this.sql<[number]>('DELETE FROM messages WHERE id = ?');
+          const counts = new Map<string, number>();
+          const removed: number[] = [];
+          let bytes = 0;
+          for (const uid of new Set(uids)) {
+            const row = find.get(mailboxId, uid);
+            if (!row) continue;
+            remove.run(row.id);
+            counts.set(row.blob_hash, (counts.get(row.blob_hash) ?? 0) + 1);
+            bytes += row.size;
+            removed.push(uid);
+          }
+          if (removed.length === 0) return { accountId: box.account_id, removed, modSeq: 0, unreferenced: [] as string[] };
+          this.sql('UPDATE accounts SET used_bytes = max(0, used_bytes - ?) WHERE id = ?').run(bytes, box.account_id);
+          const { modseq } = this.sql<[number], { modseq: number }>(
+            'UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq AS modseq',
+          ).get(mailboxId)!;
+          return { accountId: box.account_id, removed, modSeq: modseq, unreferenced: this.refs.release(counts) };
+        })
+        .immediate();
+      if (!removal) throw new NotFound(`mailbox ${mailboxId} does not exist`);
+      await removeBlobFiles(this.blobs, removal.unreferenced);
+      for (const uid of removal.removed) {
+        this.events.publish({ type: 'expunge', accountId: removal.accountId, mailboxId, uid, modSeq: removal.modSeq });
+      }
+      return removal.removed;
+    });
   }
 }

@@ -51,7 +51,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
 
   return {
     directory: new SqliteDirectory(db, lane, blobs, events),
-    mail: new SqliteMailStore(db, blobs, groupCommit),
+    mail: new SqliteMailStore(db, blobs, groupCommit, lane, events),
     queue: new SqliteQueueStore(db),
     settings: new SqliteSettings(db),
     blobs,
