@@ -64,6 +64,21 @@ export const SETTINGS = {
     description:
       'What to do with a bare LF or CR inside DATA/BDAT: normalize it to CRLF, or refuse the message with 554 5.6.0. A bare LF never ends DATA either way.',
   },
+  'auth.max_failures_per_ip': {
+    kind: 'int',
+    default: 10,
+    min: 1,
+    description: 'Failed logins from one IP address within 15 minutes before its further attempts are refused for a while.',
+  },
+  'pop3.idle_timeout': { kind: 'duration', default: 600_000, min: 1000, description: 'POP3 autologout timer (RFC 1939 asks for at least 10 minutes).' },
+  'pop3.max_errors': { kind: 'int', default: 10, min: 1, description: 'Bad POP3 commands in one session before it is closed.' },
+  'pop3.max_connections': { kind: 'int', default: 500, min: 1, description: 'Simultaneous POP3 connections over both ports.' },
+  'pop3.max_connections_per_ip': { kind: 'int', default: 20, min: 1, description: 'Simultaneous POP3 connections from one IP address.' },
+  'pop3.login_delay': {
+    kind: 'duration',
+    default: 0,
+    description: 'Advertised as LOGIN-DELAY (RFC 2449): how often clients may log in; 0 = not advertised.',
+  },
   'auth.failure_delay': {
     kind: 'duration',
     default: 1000,

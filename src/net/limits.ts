@@ -31,3 +31,38 @@ export class ConnectionCounter {
     return this.total;
   }
 }
+
+/**
+ * Failed logins per IP address in a sliding window, shared by every protocol: past the limit, an
+ * address's further logins are refused without checking the password until the window moves on.
+ */
+export class LoginFailures {
+  private readonly failures = new Map<string, number[]>();
+
+  constructor(private readonly windowMs = 15 * 60_000) {}
+
+  record(ip: string, now = Date.now()): void {
+    const list = this.recent(ip, now);
+    list.push(now);
+    this.failures.set(ip, list);
+    if (this.failures.size > 100_000) this.prune(now);
+  }
+
+  blocked(ip: string, limit: number, now = Date.now()): boolean {
+    return this.recent(ip, now).length >= limit;
+  }
+
+  clear(ip: string): void {
+    this.failures.delete(ip);
+  }
+
+  private recent(ip: string, now: number): number[] {
+    const list = (this.failures.get(ip) ?? []).filter((t) => now - t < this.windowMs);
+    if (list.length === 0) this.failures.delete(ip);
+    return list;
+  }
+
+  private prune(now: number): void {
+    for (const ip of [...this.failures.keys()]) this.recent(ip, now);
+  }
+}

@@ -18,6 +18,8 @@ export interface Ports {
   smtp: number;
   submission: number;
   smtps: number;
+  pop3: number;
+  pop3s: number;
 }
 
 async function freePort(): Promise<number> {
@@ -56,12 +58,18 @@ export class FulmarProcess {
 
   static async create(options: FulmarOptions = {}): Promise<FulmarProcess> {
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'fulmar-test-'));
-    const ports: Ports = { smtp: await freePort(), submission: await freePort(), smtps: await freePort() };
+    const ports: Ports = {
+      smtp: await freePort(),
+      submission: await freePort(),
+      smtps: await freePort(),
+      pop3: await freePort(),
+      pop3s: await freePort(),
+    };
     // The other services are not started yet, but every port must be valid and distinct.
     const configFile = join(dataDir, 'fulmar.toml');
     writeFileSync(
       configFile,
-      `listen = "127.0.0.1"\n[ports]\nsmtp = ${ports.smtp}\nsubmission = ${ports.submission}\nsmtps = ${ports.smtps}\n`,
+      `listen = "127.0.0.1"\n[ports]\n${Object.entries(ports).map(([k, v]) => `${k} = ${v}`).join('\n')}\n`,
     );
     const f = new FulmarProcess(dataDir, configFile, ports, options.hostname ?? 'mx.fulmar.test');
     f.nodeFlags = options.nodeFlags ?? [];

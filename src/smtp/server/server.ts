@@ -10,7 +10,8 @@ import type { TlsMaterial } from '../../net/tls.js';
 import type { RuntimeSettings } from '../../store/runtime-settings.js';
 import { formatReply } from './replies.js';
 import type { SmtpServices } from './services.js';
-import { SmtpSession, normalizeIp, type SmtpPortKind } from './session.js';
+import { normalizeIp } from '../../net/ip.js';
+import { SmtpSession, type SmtpPortKind } from './session.js';
 
 export interface SmtpServerOptions {
   addresses: string[];

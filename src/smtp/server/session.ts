@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from '../../log/logger.js';
+import { normalizeIp } from '../../net/ip.js';
 import { LineReader } from '../../net/line-reader.js';
 import { describeTls, upgradeServerSocket } from '../../net/tls.js';
 import type { MessageTransaction } from '../../pipeline/ingest.js';
@@ -330,9 +331,4 @@ export class SmtpSession {
     this.log.info({ event: 'smtp.disconnect', messages: this.messagesAccepted, ms: Date.now() - this.startedAt }, 'disconnected');
     this.closedResolve();
   }
-}
-
-/** `::ffff:1.2.3.4` (a v4 client on a dual-stack socket) is logged and written as `1.2.3.4`. */
-export function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
