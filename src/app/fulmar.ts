@@ -57,6 +57,7 @@ export class Fulmar {
         directory: services.directory,
         mail: services.store.mail,
         blobs: services.store.blobs,
+        failures: this.loginFailures,
       },
       settings: services.settings,
       log,

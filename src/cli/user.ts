@@ -66,6 +66,22 @@ export function registerUserCommands(program: Command): void {
   });
 
   addCommonOptions(
+    user
+      .command('apop')
+      .argument('<address>')
+      .option('--secret <secret>', 'the APOP secret (kept in clear, as APOP requires; not the password)')
+      .option('--off', 'turn APOP off for the account')
+      .description('set or remove the POP3 APOP secret of an account (APOP also needs: settings set pop3.apop true)'),
+  ).action(async (address: string, _o: unknown, cmd: Command) => {
+    const opts = allOptions<CommonOptions & { secret?: string; off?: boolean }>(cmd);
+    await withServices(opts, async ({ directory }) => {
+      if ((opts.secret === undefined) === (opts.off !== true)) throw new InvalidInput('give either --secret SECRET or --off');
+      await directory.setApopSecret(address, opts.off ? null : opts.secret!);
+      process.stdout.write(`APOP ${opts.off ? 'off' : 'secret set'} for ${address.toLowerCase()}\n`);
+    });
+  });
+
+  addCommonOptions(
     user.command('quota').argument('<address>').argument('<size>', 'e.g. 1GB; 0 = unlimited').description("change an account's quota"),
   ).action(async (address: string, size: string, _o: unknown, cmd: Command) => {
     await withServices(allOptions<CommonOptions>(cmd), async ({ directory }) => {

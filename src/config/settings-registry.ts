@@ -74,6 +74,11 @@ export const SETTINGS = {
   'pop3.max_errors': { kind: 'int', default: 10, min: 1, description: 'Bad POP3 commands in one session before it is closed.' },
   'pop3.max_connections': { kind: 'int', default: 500, min: 1, description: 'Simultaneous POP3 connections over both ports.' },
   'pop3.max_connections_per_ip': { kind: 'int', default: 20, min: 1, description: 'Simultaneous POP3 connections from one IP address.' },
+  'pop3.apop': {
+    kind: 'bool',
+    default: false,
+    description: 'Offer APOP (a timestamp in the POP3 greeting) to accounts that have an APOP secret (fulmar user apop).',
+  },
   'pop3.login_delay': {
     kind: 'duration',
     default: 0,

@@ -3,6 +3,7 @@
  * and the policy (which folders a new account gets, how passwords are hashed) that the store
  * itself does not know.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Account, Alias, DirectoryStore, Domain, NewMailbox } from '../store/types.js';
 import { AlreadyExists, InvalidInput, NotFound } from '../util/errors.js';
 import { normalizeAddress, normalizeAliasKey, normalizeDomain, normalizeTarget } from './names.js';
@@ -92,6 +93,28 @@ export class Directory {
 
   async setQuota(address: string, quotaBytes: number | null): Promise<void> {
     return this.store.setQuota(normalizeAddress(address).address, quotaBytes);
+  }
+
+  async setApopSecret(address: string, secret: string | null): Promise<void> {
+    if (secret !== null && (secret.length < 8 || /[\s\x00-\x1f]/.test(secret))) {
+      throw new InvalidInput('an APOP secret needs at least 8 characters and no spaces');
+    }
+    return this.store.setApopSecret(normalizeAddress(address).address, secret);
+  }
+
+  /**
+   * Checks an APOP login (RFC 1939 7): digest = MD5(greeting timestamp + secret), for an account
+   * that has an APOP secret. Null when the account is unknown, disabled, has no secret or the
+   * digest is wrong.
+   */
+  async authenticateApop(address: string, timestamp: string, digest: string): Promise<Account | null> {
+    const account = await this.getUser(address);
+    if (!account || account.disabled) return null;
+    const secret = await this.store.getApopSecret(account.id);
+    if (secret === null) return null;
+    const expected = createHash('md5').update(timestamp + secret).digest();
+    const given = Buffer.from(digest, 'hex');
+    return given.length === expected.length && timingSafeEqual(given, expected) ? account : null;
   }
 
   /** Checks a login; null when the account is unknown, disabled or the password is wrong. */

@@ -57,6 +57,7 @@ export class Pop3Session {
   private account: Account | null = null;
   private maildrop: Maildrop | null = null;
   private utf8Enabled = false;
+  private readonly apopTimestamp: string;
   /** A SASL exchange waiting for the client's next line. */
   private saslContinuation: ((line: string) => Promise<void>) | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
@@ -76,13 +77,16 @@ export class Pop3Session {
     this.remoteAddress = normalizeIp(socket.remoteAddress ?? 'unknown');
     this.tls = socket instanceof TLSSocket ? describeTls(socket) : null;
     this.log = log.child({ sid: this.id, svc: 'pop3', ip: this.remoteAddress });
+    this.apopTimestamp = `<${process.pid}.${randomBytes(8).toString('hex')}.${Date.now()}@${services.hostname}>`;
   }
 
   start(): void {
     this.log.info({ event: 'pop3.connect', tls: this.tls?.version ?? null }, 'connection');
     this.attach(this.socket);
     this.resetIdle();
-    this.send(`+OK ${this.services.hostname} Fulmar POP3 ready\r\n`);
+    // rfc1939 7: the timestamp that APOP digests are made with; only shown when APOP is offered.
+    const apop = this.settings.get('pop3.apop') ? ` ${this.apopTimestamp}` : '';
+    this.send(`+OK ${this.services.hostname} Fulmar POP3 ready${apop}\r\n`);
   }
 
   private get plaintextAllowed(): boolean {
@@ -200,7 +204,7 @@ export class Pop3Session {
       case 'AUTH':
         return this.auth(c.mechanism, c.initialResponse);
       case 'APOP':
-        return this.error('[AUTH] APOP is not enabled here; use USER/PASS or AUTH over TLS');
+        return this.apop(c.name, c.digest);
       default:
         return this.error('Not allowed before login (use USER/PASS or AUTH)');
     }
@@ -237,12 +241,23 @@ export class Pop3Session {
   }
 
   private async login(name: string, password: string): Promise<void> {
+    return this.checkedLogin(name, () => this.services.directory.authenticate(name, password));
+  }
+
+  /** APOP (rfc1939 7): no password on the wire, so it is allowed without TLS. */
+  private async apop(name: string, digest: string): Promise<void> {
+    if (!this.settings.get('pop3.apop')) return this.error('[AUTH] APOP is not enabled here; use USER/PASS or AUTH over TLS');
+    return this.checkedLogin(name, () => this.services.directory.authenticateApop(name, this.apopTimestamp, digest));
+  }
+
+  /** Throttles by IP, checks the credentials, then takes the maildrop. */
+  private async checkedLogin(name: string, check: () => Promise<Account | null>): Promise<void> {
     const { failures } = this.services;
     if (failures.blocked(this.remoteAddress, this.settings.get('auth.max_failures_per_ip'))) {
       this.log.warn({ event: 'pop3.login_throttled', login: name }, 'too many failed logins from this address');
       return this.error('[SYS/TEMP] Too many failed logins from your address; try again later');
     }
-    const account = await this.services.directory.authenticate(name, password);
+    const account = await check();
     if (!account) {
       failures.record(this.remoteAddress);
       this.log.info({ event: 'pop3.auth_failed', login: name }, 'authentication failed');

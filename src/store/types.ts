@@ -165,6 +165,12 @@ export interface DirectoryStore {
   listAccounts(domain?: string): Promise<Account[]>;
   setPassword(address: string, passwordHash: string): Promise<void>;
   setQuota(address: string, quotaBytes: number | null): Promise<void>;
+  /**
+   * The APOP shared secret (RFC 1939 7), kept in clear because APOP needs it so; null turns APOP
+   * off for the account. Never the login password.
+   */
+  setApopSecret(address: string, secret: string | null): Promise<void>;
+  getApopSecret(accountId: number): Promise<string | null>;
 
   /** Adds targets to an alias, creating it when absent; duplicate targets are ignored. */
   addAlias(address: string, targets: string[]): Promise<Alias>;

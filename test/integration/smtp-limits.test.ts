@@ -415,3 +415,24 @@ test('connections per IP: with smtp.max_connections_per_ip 2, the third connecti
     }
   });
 });
+
+test('failed logins are counted per IP: past auth.max_failures_per_ip, AUTH gets 454 4.7.0 without a password check', async () => {
+  const user = `${unique('throttle')}@${DOMAIN}`;
+  await admin.addUsers([user], 'right-password');
+  const plain = (pw: string): string => Buffer.from(`\0${user}\0${pw}`).toString('base64');
+  await admin.withSettings({ 'auth.max_failures_per_ip': '2', 'auth.allow_plaintext': 'true' }, async () => {
+    const c = await SmtpWire.greeted(f.ports.smtp);
+    assert.equal((await c.cmd('EHLO client.example')).code, 250);
+    assert.equal(codes(await c.cmd(`AUTH PLAIN ${plain('wrong-1')}`)), '535 5.7.8');
+    assert.equal(codes(await c.cmd(`AUTH PLAIN ${plain('wrong-2')}`)), '535 5.7.8');
+    assert.equal(codes(await c.cmd(`AUTH PLAIN ${plain('right-password')}`)), '454 4.7.0', 'even the right password waits');
+    await c.cmd('QUIT');
+  });
+  // A higher limit lets the address log in again.
+  await admin.withSettings({ 'auth.max_failures_per_ip': '50', 'auth.allow_plaintext': 'true' }, async () => {
+    const c = await SmtpWire.greeted(f.ports.smtp);
+    assert.equal((await c.cmd('EHLO client.example')).code, 250);
+    assert.equal(codes(await c.cmd(`AUTH PLAIN ${plain('right-password')}`)), '235 2.7.0');
+    await c.cmd('QUIT');
+  });
+});

@@ -168,6 +168,16 @@ export class SqliteDirectory implements DirectoryStore {
     if (result.changes === 0) throw new NotFound(`account ${parsed.address} does not exist`);
   }
 
+  async setApopSecret(address: string, secret: string | null): Promise<void> {
+    const parsed = parseAddress(address);
+    const result = this.sql('UPDATE accounts SET apop_secret = ? WHERE address = ?').run(secret, parsed.address);
+    if (result.changes === 0) throw new NotFound(`account ${parsed.address} does not exist`);
+  }
+
+  async getApopSecret(accountId: number): Promise<string | null> {
+    return this.sql<[number], { apop_secret: string | null }>('SELECT apop_secret FROM accounts WHERE id = ?').get(accountId)?.apop_secret ?? null;
+  }
+
   async setQuota(address: string, quotaBytes: number | null): Promise<void> {
     const parsed = parseAddress(address);
     checkQuota(quotaBytes);

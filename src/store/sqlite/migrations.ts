@@ -123,6 +123,10 @@ export const MIGRATIONS: readonly string[] = [
     data BLOB NOT NULL
   );
   `,
+  // 3: the per-account APOP secret (POP3); null = APOP off for the account.
+  `
+  ALTER TABLE accounts ADD COLUMN apop_secret TEXT;
+  `,
 ];
 
 /** Brings the database to the latest schema; returns the resulting version. */

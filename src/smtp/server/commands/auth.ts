@@ -82,8 +82,15 @@ async function respond(ctx: CommandContext, initial: string | null, challenge: s
 
 async function verify(ctx: CommandContext, login: string, password: string): Promise<void> {
   const s = ctx.session;
+  const { failures } = s.services;
+  if (failures.blocked(s.remoteAddress, s.settings.get('auth.max_failures_per_ip'))) {
+    s.log.warn({ event: 'smtp.auth_throttled', login }, 'too many failed logins from this address');
+    ctx.error({ code: 454, enhanced: '4.7.0', text: 'Too many failed logins from your address; try again later' });
+    return;
+  }
   const account = await s.services.directory.authenticate(login, password);
   if (!account) {
+    failures.record(s.remoteAddress);
     s.log.info({ event: 'smtp.auth_failed', login }, 'authentication failed');
     await sleep(s.settings.get('auth.failure_delay'));
     ctx.error({ code: 535, enhanced: '5.7.8', text: 'Authentication credentials invalid' });
