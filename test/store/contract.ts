@@ -118,6 +118,16 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
     });
 
     describe('accounts', () => {
+      it('keeps an APOP secret per account, off (null) by default', async () => {
+        const id = await account('apop@example.org');
+        assert.equal(await store.directory.getApopSecret(id), null);
+        await store.directory.setApopSecret('APOP@example.org', 'tanstaafl');
+        assert.equal(await store.directory.getApopSecret(id), 'tanstaafl');
+        await store.directory.setApopSecret('apop@example.org', null);
+        assert.equal(await store.directory.getApopSecret(id), null);
+        await assert.rejects(store.directory.setApopSecret('nobody@example.org', 'x'), { kind: 'not-found' });
+      });
+
       it('creates an account lower-cased, with INBOX and the given mailboxes', async () => {
         await store.directory.addDomain('example.org');
         const created = await store.directory.createAccount(
