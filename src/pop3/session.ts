@@ -278,6 +278,11 @@ export class Pop3Session {
       release();
       throw err;
     }
+    if (this.closing) {
+      // The connection ended during the awaits above, so close()/finish() already ran: let go here.
+      this.releaseMaildrop();
+      return;
+    }
     this.account = account;
     this.state = 'transaction';
     this.log.info({ event: 'pop3.login', login: account.address, messages: this.maildrop.messages.length }, 'logged in');
@@ -417,6 +422,8 @@ export class Pop3Session {
   }
 
   private drained(): Promise<void> {
+    // A write to a socket that is already destroyed returns false, and its 'close' may be past.
+    if (this.socket.destroyed) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         this.socket.off('drain', done);
