@@ -417,6 +417,8 @@ export class Pop3Session {
           if (out.length > 0 && !this.socket.write(out)) {
             uncork();
             await this.drained();
+            // The client is reading: a long RETR to a slow client is not idleness.
+            this.resetIdle();
           }
           if (stuffer.done || this.closing) break;
         }
