@@ -64,6 +64,11 @@ export const SETTINGS = {
     description:
       'What to do with a bare LF or CR inside DATA/BDAT: normalize it to CRLF, or refuse the message with 554 5.6.0. A bare LF never ends DATA either way.',
   },
+  'auth.cache_ttl': {
+    kind: 'duration',
+    default: 600_000,
+    description: 'How long a successful login is remembered (as an HMAC, in memory) so that polling clients skip the password hash; 0 = off.',
+  },
   'auth.max_failures_per_ip': {
     kind: 'int',
     default: 10,

@@ -3,7 +3,7 @@
  * and the policy (which folders a new account gets, how passwords are hashed) that the store
  * itself does not know.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Account, Alias, DirectoryStore, Domain, NewMailbox } from '../store/types.js';
 import { AlreadyExists, InvalidInput, NotFound } from '../util/errors.js';
 import { normalizeAddress, normalizeAliasKey, normalizeDomain, normalizeTarget } from './names.js';
@@ -19,7 +19,12 @@ export const DEFAULT_MAILBOXES: readonly NewMailbox[] = [
   { name: 'Archive', specialUse: '\\Archive' },
 ];
 
+const AUTH_CACHE_KEY = randomBytes(32);
+const AUTH_CACHE_MAX = 10_000;
+
 export class Directory {
+  private readonly authCache = new Map<string, { tag: Buffer; expires: number }>();
+
   constructor(private readonly store: DirectoryStore) {}
 
   async addDomain(name: string): Promise<Domain> {
@@ -117,15 +122,34 @@ export class Directory {
     return given.length === expected.length && timingSafeEqual(given, expected) ? account : null;
   }
 
-  /** Checks a login; null when the account is unknown, disabled or the password is wrong. */
-  async authenticate(address: string, password: string): Promise<Account | null> {
+  /**
+   * Checks a login; null when the account is unknown, disabled or the password is wrong.
+   *
+   * With `cacheTtlMs`, a successful check is remembered for that long (as Dovecot's auth cache),
+   * so a client that polls every few minutes does not pay for argon2 each time. The cache keeps
+   * only an HMAC of the password under a key that never leaves this process, bound to the stored
+   * hash: a password change invalidates it at once. Failures are never cached.
+   */
+  async authenticate(address: string, password: string, options: { cacheTtlMs?: number } = {}): Promise<Account | null> {
     const account = await this.getUser(address);
     if (!account || account.disabled) {
       // Spend comparable time on unknown accounts, so timing does not reveal which exist.
       await verifyPassword(UNKNOWN_ACCOUNT_HASH, password);
       return null;
     }
-    return (await verifyPassword(account.passwordHash, password)) ? account : null;
+    const ttl = options.cacheTtlMs ?? 0;
+    const tag = ttl > 0 ? createHmac('sha256', AUTH_CACHE_KEY).update(`${account.passwordHash}\0${password}`).digest() : null;
+    if (tag) {
+      const hit = this.authCache.get(account.address);
+      if (hit && hit.expires > Date.now() && timingSafeEqual(hit.tag, tag)) return account;
+    }
+    if (!(await verifyPassword(account.passwordHash, password))) return null;
+    if (tag) {
+      this.authCache.delete(account.address);
+      if (this.authCache.size >= AUTH_CACHE_MAX) this.authCache.delete(this.authCache.keys().next().value!);
+      this.authCache.set(account.address, { tag, expires: Date.now() + ttl });
+    }
+    return account;
   }
 
   async addAlias(address: string, targets: string[]): Promise<Alias> {

@@ -241,7 +241,9 @@ export class Pop3Session {
   }
 
   private async login(name: string, password: string): Promise<void> {
-    return this.checkedLogin(name, () => this.services.directory.authenticate(name, password));
+    return this.checkedLogin(name, () =>
+      this.services.directory.authenticate(name, password, { cacheTtlMs: this.settings.get('auth.cache_ttl') }),
+    );
   }
 
   /** APOP (rfc1939 7): no password on the wire, so it is allowed without TLS. */

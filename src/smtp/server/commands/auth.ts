@@ -88,7 +88,7 @@ async function verify(ctx: CommandContext, login: string, password: string): Pro
     ctx.error({ code: 454, enhanced: '4.7.0', text: 'Too many failed logins from your address; try again later' });
     return;
   }
-  const account = await s.services.directory.authenticate(login, password);
+  const account = await s.services.directory.authenticate(login, password, { cacheTtlMs: s.settings.get('auth.cache_ttl') });
   if (!account) {
     failures.record(s.remoteAddress);
     s.log.info({ event: 'smtp.auth_failed', login }, 'authentication failed');
