@@ -33,11 +33,15 @@ type State = 'authorization' | 'transaction' | 'update';
 /** AUTH initial responses may exceed RFC 2449's 255 octets (RFC 5034 4). */
 const MAX_LINE = 8192;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const TERMINATOR = Buffer.from('.\r\n');
+
+/** Messages up to this size are read whole instead of streamed. */
+const READ_WHOLE_LIMIT = 256 * 1024;
 
 interface Maildrop {
   mailboxId: number;
   uidValidity: number;
-  messages: MessageRecord[];
+  messages: Array<{ uid: number; size: number }>;
   deleted: Set<number>;
   release: () => void;
 }
@@ -274,7 +278,7 @@ export class Pop3Session {
     try {
       const inbox = await this.services.mail.getMailbox(account.id, 'INBOX');
       if (!inbox) throw new Error(`account ${account.address} has no INBOX`);
-      const messages = await this.services.mail.listMessages(inbox.id);
+      const messages = await this.services.mail.listMessageSizes(inbox.id);
       this.maildrop = { mailboxId: inbox.id, uidValidity: inbox.uidValidity, messages, deleted: new Set(), release };
     } catch (err) {
       release();
@@ -324,7 +328,7 @@ export class Pop3Session {
   }
 
   /** The message numbered `msg` (1-based), unless out of range or deleted: then an -ERR was sent. */
-  private message(msg: number): MessageRecord | null {
+  private message(msg: number): { uid: number; size: number } | null {
     const drop = this.maildrop!;
     const record = drop.messages[msg - 1];
     if (msg < 1 || !record) {
@@ -339,7 +343,7 @@ export class Pop3Session {
   }
 
   /** Stable for the message's life and shared with IMAP: UID and UIDVALIDITY (as Dovecot's %08Xu%08Xv). */
-  private uidl(record: MessageRecord): string {
+  private uidl(record: { uid: number }): string {
     const hex = (n: number): string => n.toString(16).toUpperCase().padStart(8, '0');
     return `${hex(record.uid)}${hex(this.maildrop!.uidValidity)}`;
   }
@@ -359,7 +363,7 @@ export class Pop3Session {
       }
       case 'LIST':
       case 'UIDL': {
-        const value = (m: MessageRecord): string => (c.verb === 'LIST' ? String(m.size) : this.uidl(m));
+        const value = (m: { uid: number; size: number }): string => (c.verb === 'LIST' ? String(m.size) : this.uidl(m));
         if (c.msg !== null) {
           const m = this.message(c.msg);
           return m ? this.send(`+OK ${c.msg} ${value(m)}\r\n`) : undefined;
@@ -371,12 +375,12 @@ export class Pop3Session {
         return this.multiline(c.verb === 'LIST' ? `+OK ${lines.length} messages` : '+OK', lines);
       }
       case 'RETR': {
-        const m = this.message(c.msg);
+        const m = await this.record(c.msg);
         if (!m) return;
         return this.streamMessage(m, `+OK ${m.size} octets\r\n`, new DotStuffer());
       }
       case 'TOP': {
-        const m = this.message(c.msg);
+        const m = await this.record(c.msg);
         if (!m) return;
         return this.streamMessage(m, '+OK\r\n', new DotStuffer({ bodyLines: c.lines }));
       }
@@ -394,7 +398,18 @@ export class Pop3Session {
     }
   }
 
+  /** The stored message behind number `msg`; null (with an -ERR sent) when gone or out of range. */
+  private async record(msg: number): Promise<MessageRecord | null> {
+    const m = this.message(msg);
+    if (!m) return null;
+    const record = await this.services.mail.getMessage(this.maildrop!.mailboxId, m.uid);
+    // Another protocol (IMAP) may have expunged it since login.
+    if (!record) this.error('[SYS/PERM] Message was removed by another session');
+    return record;
+  }
+
   private async streamMessage(record: MessageRecord, status: string, stuffer: DotStuffer): Promise<void> {
+    if (record.size <= READ_WHOLE_LIMIT) return this.sendWhole(record, status, stuffer);
     // Corked: the status line, the body and the terminator leave in one writev, one system call
     // per message instead of three. Backpressure uncorks first (a corked socket never drains).
     const socket = this.socket;
@@ -441,6 +456,20 @@ export class Pop3Session {
     } finally {
       uncork();
     }
+  }
+
+  /** A small message: one read, one write of status, body and terminator. */
+  private async sendWhole(record: MessageRecord, status: string, stuffer: DotStuffer): Promise<void> {
+    let bytes: Buffer;
+    try {
+      bytes = await this.services.mail.readMessage(record);
+    } catch (err) {
+      this.log.error({ event: 'pop3.retr_failed', uid: record.uid, err }, 'could not read message');
+      return this.send('-ERR [SYS/TEMP] Cannot read the message now; try again later\r\n');
+    }
+    const body = stuffer.push(bytes);
+    const end = stuffer.done ? TERMINATOR : stuffer.end();
+    this.send(Buffer.concat([Buffer.from(status), body, end]));
   }
 
   private drained(): Promise<void> {

@@ -184,9 +184,13 @@ export interface MailStore {
   getMailbox(accountId: number, name: string): Promise<Mailbox | null>;
   /** Messages of a mailbox in UID order. */
   listMessages(mailboxId: number): Promise<MessageRecord[]>;
+  /** UID and size of every message of a mailbox, in UID order: what POP3 needs at login. */
+  listMessageSizes(mailboxId: number): Promise<Array<{ uid: number; size: number }>>;
   getMessage(mailboxId: number, uid: number): Promise<MessageRecord | null>;
   /** The bytes a client reads: prefix then blob, streamed. */
   openMessage(message: MessageRecord): Readable;
+  /** The same bytes at once, for messages small enough to hold in memory (callers check `size`). */
+  readMessage(message: MessageRecord): Promise<Buffer>;
   /** Durable before it resolves; see the module invariants. */
   commitDelivery(commit: DeliveryCommit): Promise<DeliveryOutcome>;
   /**

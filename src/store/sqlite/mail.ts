@@ -61,6 +61,18 @@ export class SqliteMailStore implements MailStore {
     return row ? toMessage(row) : null;
   }
 
+  async listMessageSizes(mailboxId: number): Promise<Array<{ uid: number; size: number }>> {
+    return this.sql<[number], { uid: number; size: number }>('SELECT uid, size FROM messages WHERE mailbox_id = ? ORDER BY uid').all(mailboxId);
+  }
+
+  async readMessage(message: MessageRecord): Promise<Buffer> {
+    const inline = this.sql<[string], { data: Buffer }>('SELECT data FROM blob_data WHERE hash = ?').get(message.blobHash);
+    if (inline) return message.prefix.length > 0 ? Buffer.concat([message.prefix, inline.data]) : inline.data;
+    const parts: Buffer[] = [message.prefix];
+    for await (const chunk of this.blobs.open(message.blobHash) as AsyncIterable<Buffer>) parts.push(chunk);
+    return Buffer.concat(parts);
+  }
+
   openMessage(message: MessageRecord): Readable {
     const { blobs } = this;
     async function* bytes(): AsyncGenerator<Buffer> {
