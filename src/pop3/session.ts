@@ -65,6 +65,10 @@ export class Pop3Session {
   /** A SASL exchange waiting for the client's next line. */
   private saslContinuation: ((line: string) => Promise<void>) | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
+  private lastActivity = Date.now();
+  private lastFlushed = 0;
+  /** A RETR or TOP is streaming. */
+  private sending = false;
   private readonly log: Logger;
   readonly remoteAddress: string;
   private closedResolve!: () => void;
@@ -414,6 +418,7 @@ export class Pop3Session {
     // per message instead of three. Backpressure uncorks first (a corked socket never drains).
     const socket = this.socket;
     socket.cork();
+    this.sending = true;
     let corked = true;
     const uncork = (): void => {
       if (corked) {
@@ -455,6 +460,7 @@ export class Pop3Session {
       this.send(stuffer.done ? '.\r\n' : stuffer.end());
     } finally {
       uncork();
+      this.sending = false;
     }
   }
 
@@ -523,9 +529,31 @@ export class Pop3Session {
     if (this.errors >= this.settings.get('pop3.max_errors')) this.close('-ERR Too many errors, closing connection\r\n', 'too-many-errors');
   }
 
+  /**
+   * The autologout timer. The session is idle when the client sent nothing and took none of our
+   * output for the whole period: a RETR still flowing to a slow reader is not idleness.
+   */
   private resetIdle(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.close('-ERR Autologout; idle for too long\r\n', 'idle-timeout'), this.settings.get('pop3.idle_timeout'));
+    this.lastActivity = Date.now();
+    if (this.idleTimer) return;
+    const check = (): void => {
+      // While a message is being sent, output the kernel took since the last check (writes
+      // completed, not merely queued) is the client reading: activity.
+      const flushed = this.socket.bytesWritten - this.socket.writableLength;
+      if ((this.sending || this.socket.writableLength > 0) && flushed !== this.lastFlushed) {
+        this.lastFlushed = flushed;
+        this.lastActivity = Date.now();
+      }
+      const timeout = this.settings.get('pop3.idle_timeout');
+      const left = this.lastActivity + timeout - Date.now();
+      if (left > 0) {
+        this.idleTimer = setTimeout(check, left);
+        this.idleTimer.unref();
+        return;
+      }
+      this.close('-ERR Autologout; idle for too long\r\n', 'idle-timeout');
+    };
+    this.idleTimer = setTimeout(check, this.settings.get('pop3.idle_timeout'));
     this.idleTimer.unref();
   }
 
