@@ -1,11 +1,9 @@
-/** The POP3 service: port 110 (with STLS) and 995 (implicit TLS), connection limits, shutdown. */
-import type { Socket } from 'node:net';
+/** The POP3 service: port 110 (with STLS) and 995 (implicit TLS). */
 import type { Logger } from '../log/logger.js';
-import { normalizeIp } from '../net/ip.js';
-import { ConnectionCounter } from '../net/limits.js';
-import { startListener, type Listener } from '../net/listener.js';
+import type { Listener } from '../net/listener.js';
+import { TcpService, type Refusal } from '../net/service.js';
 import type { TlsMaterial } from '../net/tls.js';
-import type { RuntimeSettings } from '../store/runtime-settings.js';
+import type { RuntimeSettings, SettingsSnapshot } from '../store/runtime-settings.js';
 import type { Pop3Services } from './services.js';
 import { Pop3Session } from './session.js';
 
@@ -18,78 +16,40 @@ export interface Pop3ServerOptions {
   log: Logger;
 }
 
+const REFUSALS: Record<Refusal, string> = {
+  stopping: '-ERR [SYS/TEMP] Server shutting down\r\n',
+  unavailable: '-ERR [SYS/TEMP] Service temporarily unavailable\r\n',
+  total: '-ERR [SYS/TEMP] Too many connections, try again later\r\n',
+  'per-ip': '-ERR [SYS/TEMP] Too many connections from your IP address, try again later\r\n',
+};
+
 export class Pop3Server {
-  private readonly listeners: Listener[] = [];
-  private readonly sessions = new Set<Pop3Session>();
-  private readonly counter = new ConnectionCounter();
-  private stopping = false;
+  private readonly service: TcpService<'pop3', SettingsSnapshot, Pop3Session>;
 
-  constructor(private readonly options: Pop3ServerOptions) {}
-
-  async start(): Promise<Listener[]> {
-    const { addresses, ports, tls, log } = this.options;
-    try {
-      for (const [name, port, implicit] of [['pop3', ports.pop3, false], ['pop3s', ports.pop3s, true]] as const) {
-        this.listeners.push(
-          await startListener({
-            name,
-            addresses,
-            port,
-            ...(implicit ? { implicitTls: tls } : {}),
-            onConnection: (socket) => void this.accept(socket),
-            onTlsError: (err, ip) => log.info({ event: 'pop3.tls_error', ip, err: err.message }, 'TLS handshake failed'),
-          }),
-        );
-      }
-    } catch (e) {
-      await Promise.all(this.listeners.map((l) => l.close()));
-      throw e;
-    }
-    return this.listeners;
-  }
-
-  private async accept(socket: Socket): Promise<void> {
-    const { log, settings } = this.options;
-    socket.on('error', () => {});
-    if (this.stopping) {
-      socket.end('-ERR [SYS/TEMP] Server shutting down\r\n');
-      return;
-    }
-    socket.pause();
-    let snapshot;
-    try {
-      snapshot = await settings.snapshot();
-    } catch (err) {
-      log.error({ event: 'pop3.internal_error', err }, 'cannot read settings');
-      socket.end('-ERR [SYS/TEMP] Service temporarily unavailable\r\n');
-      return;
-    }
-    const ip = normalizeIp(socket.remoteAddress ?? 'unknown');
-    const slot = this.counter.acquire(ip, snapshot.get('pop3.max_connections'), snapshot.get('pop3.max_connections_per_ip'));
-    if (!slot.ok) {
-      log.warn({ event: 'pop3.connection_refused', ip, reason: slot.reason }, 'connection limit reached');
-      socket.end(`-ERR [SYS/TEMP] Too many connections${slot.reason === 'per-ip' ? ' from your IP address' : ''}, try again later\r\n`);
-      setTimeout(() => socket.destroy(), 2000).unref();
-      return;
-    }
-    const session = new Pop3Session(socket, this.options.services, snapshot, this.options.tls.context, log);
-    this.sessions.add(session);
-    void session.closed.then(() => {
-      this.sessions.delete(session);
-      slot.release();
+  constructor(options: Pop3ServerOptions) {
+    this.service = new TcpService({
+      name: 'pop3',
+      addresses: options.addresses,
+      endpoints: [
+        { name: 'pop3', port: options.ports.pop3, implicitTls: false, kind: 'pop3' },
+        { name: 'pop3s', port: options.ports.pop3s, implicitTls: true, kind: 'pop3' },
+      ],
+      tls: options.tls,
+      log: options.log,
+      snapshot: () => options.settings.snapshot(),
+      limits: (s) => ({ maxConnections: s.get('pop3.max_connections'), maxPerIp: s.get('pop3.max_connections_per_ip') }),
+      refusal: (reason) => REFUSALS[reason],
+      createSession: (socket, _kind, snapshot) => new Pop3Session(socket, options.services, snapshot, options.tls.context, options.log),
+      // Sessions end without UPDATE at once: nothing is deleted by a shutdown.
+      graceMs: 5000,
     });
-    session.start();
-    socket.resume();
   }
 
-  /** Ends every session without UPDATE (nothing is deleted), then closes the listeners. */
-  async stop(graceMs = 5000): Promise<void> {
-    this.stopping = true;
-    const closing = Promise.all(this.listeners.map((l) => l.close()));
-    for (const s of this.sessions) s.shutdown();
-    const all = Promise.all([...this.sessions].map((s) => s.closed));
-    await Promise.race([all, new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref())]);
-    for (const s of this.sessions) s.destroy();
-    await closing;
+  start(): Promise<Listener[]> {
+    return this.service.start();
+  }
+
+  stop(): Promise<void> {
+    return this.service.stop();
   }
 }
