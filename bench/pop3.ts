@@ -34,6 +34,7 @@ import { parseArgs } from 'node:util';
 import { localPrefix } from '../src/delivery/local.js';
 import type { Store } from '../src/store/types.js';
 import { FulmarProcess } from '../test/integration/harness.js';
+import { cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, type ProfileNode } from './proc-stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,12 +49,6 @@ const { values: args } = parseArgs({
   },
 });
 
-function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?$/i.exec(text.trim());
-  if (!m) throw new Error(`--size takes 4096, 4KB, 5MB...; got ${text}`);
-  const unit = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[(m[2] ?? 'B').toUpperCase() as 'B'];
-  return Math.round(Number(m[1]) * unit);
-}
 
 const SESSIONS = Number(args.sessions);
 const MESSAGES = Number(args.messages);
@@ -428,26 +423,6 @@ async function runSession(port: number, s: number, uidToIndex: Map<number, numbe
 // ---------------------------------------------------------------------------------------------
 // The server's memory and CPU, from /proc (as in smtp-ingest.ts).
 
-function readStatus(pid: number): { rss: number; hwm: number } | null {
-  try {
-    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-  } catch {
-    return null;
-  }
-}
-function cpuSeconds(pid: number, path = `/proc/${pid}/stat`): number {
-  const stat = readFileSync(path, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-const mainThreadCpu = (pid: number): number => cpuSeconds(pid, `/proc/${pid}/task/${pid}/stat`);
-function machineBusySeconds(): number {
-  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
-  return (cpu.reduce((a, b) => a + b, 0) - idle) / 100;
-}
 function allProcessCpu(): Map<number, [string, number]> {
   const out = new Map<number, [string, number]>();
   for (const name of readdirSync('/proc')) {
@@ -469,11 +444,6 @@ function allProcessCpu(): Map<number, [string, number]> {
 // CPU profile summary: self time per file and per function, and total (inclusive) time of the
 // functions that take the most, from the .cpuprofile.
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
 function summarizeProfile(path: string): string {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -522,11 +492,6 @@ function summarizeProfile(path: string): string {
 
 // ---------------------------------------------------------------------------------------------
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
 const ms = (x: number): string => `${x.toFixed(1)} ms`;
 
 async function round(f: FulmarProcess, pid: number, uidToIndex: Array<Map<number, number>>, n: number): Promise<boolean> {

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { FulmarProcess } from '../test/integration/harness.js';
+import { cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, type ProfileNode } from './proc-stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -37,12 +38,6 @@ const { values: args } = parseArgs({
   },
 });
 
-function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?$/i.exec(text.trim());
-  if (!m) throw new Error(`--size takes 4096, 4KB, 5MB...; got ${text}`);
-  const unit = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[(m[2] ?? 'B').toUpperCase() as 'B'];
-  return Math.round(Number(m[1]) * unit);
-}
 
 const CONNECTIONS = Number(args.connections);
 const MESSAGES = Number(args.messages);
@@ -223,30 +218,10 @@ interface ProcSample {
   rss: number;
   hwm: number;
 }
-function readStatus(pid: number): { rss: number; hwm: number } | null {
-  try {
-    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-  } catch {
-    return null;
-  }
-}
 /** utime + stime of a process (or of one thread: `/proc/<pid>/task/<tid>`), in seconds. */
-function cpuSeconds(pid: number, path = `/proc/${pid}/stat`): number {
-  const stat = readFileSync(path, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 /** CPU seconds of the server's main thread (the event loop: tid = pid). */
-const mainThreadCpu = (pid: number): number => cpuSeconds(pid, `/proc/${pid}/task/${pid}/stat`);
 
 /** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
-function machineBusySeconds(): number {
-  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
-  return (cpu.reduce((a, b) => a + b, 0) - idle) / 100;
-}
 
 /** CPU seconds of every process now (pid -> [name, seconds]), to name the other load on the machine. */
 function allProcessCpu(): Map<number, [string, number]> {
@@ -303,11 +278,6 @@ async function heapReport(pid: number, dir: string, t0: number): Promise<HeapSam
 // ---------------------------------------------------------------------------------------------
 // CPU profile summary: self time per function and per file, from the .cpuprofile.
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
 function summarizeProfile(path: string): string {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as {
     nodes: ProfileNode[];
@@ -345,11 +315,6 @@ function summarizeProfile(path: string): string {
 
 // ---------------------------------------------------------------------------------------------
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
 
 async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'fulmar-bench-out-'));
