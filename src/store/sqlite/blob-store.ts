@@ -42,6 +42,11 @@ export class SqliteBlobStore implements BlobStore {
     return this.files.discard(blob);
   }
 
+  /** The bytes of a blob kept in the database, or null when it is a file. */
+  inlineBytes(hash: string): Buffer | null {
+    return this.readInline.get(hash)?.data ?? null;
+  }
+
   open(hash: string, range?: { start: number; end?: number }): Readable {
     const row = this.readInline.get(hash);
     if (!row) return this.files.open(hash, range);

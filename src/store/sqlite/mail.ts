@@ -9,8 +9,9 @@ import type Database from 'better-sqlite3';
 import { Readable } from 'node:stream';
 import { normalizeMailboxName } from '../names.js';
 import { NotFound } from '../../util/errors.js';
-import type { BlobStore, DeliveryCommit, DeliveryOutcome, EventBus, Mailbox, MailStore, MessageRecord } from '../types.js';
+import type { DeliveryCommit, DeliveryOutcome, EventBus, Mailbox, MailStore, MessageRecord } from '../types.js';
 import { BlobRefs, removeBlobFiles } from './blob-refs.js';
+import type { SqliteBlobStore } from './blob-store.js';
 import type { SerialLane } from './serial-lane.js';
 import type { GroupCommit } from './group-commit.js';
 import { MAILBOX_SELECT, MESSAGE_COLUMNS, toMailbox, toMessage, type MailboxRow, type MessageRow } from './rows.js';
@@ -23,7 +24,7 @@ export class SqliteMailStore implements MailStore {
 
   constructor(
     private readonly db: Database.Database,
-    private readonly blobs: BlobStore,
+    private readonly blobs: SqliteBlobStore,
     private readonly groupCommit: GroupCommit,
     private readonly lane: SerialLane,
     private readonly events: EventBus,
@@ -66,8 +67,8 @@ export class SqliteMailStore implements MailStore {
   }
 
   async readMessage(message: MessageRecord): Promise<Buffer> {
-    const inline = this.sql<[string], { data: Buffer }>('SELECT data FROM blob_data WHERE hash = ?').get(message.blobHash);
-    if (inline) return message.prefix.length > 0 ? Buffer.concat([message.prefix, inline.data]) : inline.data;
+    const inline = this.blobs.inlineBytes(message.blobHash);
+    if (inline) return message.prefix.length > 0 ? Buffer.concat([message.prefix, inline]) : inline;
     const parts: Buffer[] = [message.prefix];
     for await (const chunk of this.blobs.open(message.blobHash) as AsyncIterable<Buffer>) parts.push(chunk);
     return Buffer.concat(parts);
