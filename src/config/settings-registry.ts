@@ -89,6 +89,21 @@ export const SETTINGS = {
     default: 0,
     description: 'Advertised as LOGIN-DELAY (RFC 2449): how often clients may log in; 0 = not advertised.',
   },
+  'imap.idle_timeout': {
+    kind: 'duration',
+    default: 1_800_000,
+    min: 60_000,
+    description: 'IMAP autologout timer, also while IDLE (RFC 9051 5.4 asks for at least 30 minutes once logged in).',
+  },
+  'imap.login_timeout': { kind: 'duration', default: 60_000, min: 1000, description: 'How long an IMAP connection may stay without logging in.' },
+  'imap.max_errors': { kind: 'int', default: 10, min: 1, description: 'Bad IMAP commands in a row before the connection is closed.' },
+  'imap.max_connections': { kind: 'int', default: 2000, min: 1, description: 'Simultaneous IMAP connections over both ports.' },
+  'imap.max_connections_per_ip': { kind: 'int', default: 50, min: 1, description: 'Simultaneous IMAP connections from one IP address.' },
+  'imap.max_append_size': {
+    kind: 'size',
+    default: 0,
+    description: 'Largest message APPEND accepts (advertised as APPENDLIMIT); 0 = the same as smtp.max_message_size.',
+  },
   'auth.failure_delay': {
     kind: 'duration',
     default: 1000,

@@ -89,6 +89,10 @@ export class Directory {
     return this.store.getAccount(normal);
   }
 
+  async getUserById(id: number): Promise<Account | null> {
+    return this.store.getAccountById(id);
+  }
+
   async setPassword(address: string, password: string): Promise<void> {
     const a = normalizeAddress(address);
     if (password.length === 0) throw new InvalidInput('the password must not be empty');

@@ -89,6 +89,63 @@ export interface MessageRecord {
   flags: string[];
 }
 
+/** The part of a message row that FETCH FLAGS, STORE and CONDSTORE need. */
+export interface MessageFlags {
+  uid: number;
+  modSeq: number;
+  flags: string[];
+}
+
+/**
+ * Parsed-once facts about a blob (the same for every delivery of it), cached as JSON written by
+ * `message/`: the store keeps them opaque. Offsets inside are relative to the blob, not to the
+ * per-delivery prefix.
+ */
+export interface BlobMeta {
+  /** JSON of the message's envelope (what IMAP ENVELOPE and header SEARCH keys read). */
+  envelope: string;
+  /** JSON of the MIME structure with byte offsets (BODYSTRUCTURE, BODY[section]). */
+  structure: string;
+}
+
+/** A message row with its blob's cached meta, when asked for. */
+export interface MessageWithMeta extends MessageRecord {
+  meta: BlobMeta | null;
+}
+
+/** Counts STATUS and SELECT report. */
+export interface MailboxCounts {
+  messages: number;
+  unseen: number;
+  deleted: number;
+  /** Sum of message sizes (STATUS SIZE, RFC 8438). */
+  size: number;
+  /** UID of the first message without \Seen, or null. */
+  firstUnseenUid: number | null;
+}
+
+export interface FlagUpdate {
+  uids: number[];
+  mode: 'add' | 'remove' | 'set';
+  flags: string[];
+  /** CONDSTORE UNCHANGEDSINCE (RFC 7162 3.1.3): messages with a greater MODSEQ are not changed. */
+  unchangedSince?: number;
+}
+
+export interface FlagUpdateResult {
+  /** Messages whose flags changed (or, for UNCHANGEDSINCE, that passed the test), with the new state. */
+  updated: MessageFlags[];
+  /** UIDs that failed the UNCHANGEDSINCE test (RFC 7162 MODIFIED response code). */
+  modified: number[];
+}
+
+/** The result of COPY and MOVE: UIDPLUS COPYUID data. */
+export interface CopyResult {
+  uidValidity: number;
+  /** [source uid, destination uid] pairs, in source UID order. */
+  mapping: Array<[number, number]>;
+}
+
 /** One local delivery inside a commit. */
 export interface LocalDelivery {
   accountId: number;
@@ -96,6 +153,11 @@ export interface LocalDelivery {
   mailbox: string;
   prefix: Buffer;
   flags: string[];
+  /**
+   * IMAP APPEND: the commit fails with NotFound when `mailbox` does not exist, instead of falling
+   * back to INBOX as delivery does.
+   */
+  exactMailbox?: boolean;
 }
 
 /** Recipients of a message that must leave for another server (the outbound queue takes them). */
@@ -117,6 +179,8 @@ export interface OutboundRecipient {
 
 export interface DeliveryCommit {
   blob: StagedBlob;
+  /** Parsed-once facts about the blob; stored with it when given (kept if already there). */
+  meta?: BlobMeta | null;
   internalDate: Date;
   local: LocalDelivery[];
   outbound: OutboundEnvelope | null;
@@ -182,6 +246,53 @@ export interface DirectoryStore {
 export interface MailStore {
   listMailboxes(accountId: number): Promise<Mailbox[]>;
   getMailbox(accountId: number, name: string): Promise<Mailbox | null>;
+  getMailboxById(mailboxId: number): Promise<Mailbox | null>;
+  /**
+   * Creates a mailbox and any missing superiors (RFC 3501 6.3.3); AlreadyExists when `name`
+   * exists; InvalidInput for an invalid name. Publishes a `mailbox` event.
+   */
+  createMailbox(accountId: number, name: string, specialUse?: SpecialUse | null): Promise<Mailbox>;
+  /**
+   * Deletes a mailbox and its messages (quota and blob references released). NotFound when absent;
+   * InvalidInput for INBOX, and for a mailbox that has children (Dovecot's rule: delete them
+   * first). Publishes a `mailbox` event.
+   */
+  deleteMailbox(accountId: number, name: string): Promise<void>;
+  /**
+   * Renames a mailbox and its children, keeping UIDVALIDITY and messages. Renaming INBOX moves
+   * its messages into a new mailbox named `to` and leaves INBOX empty (RFC 3501 6.3.5).
+   * NotFound / AlreadyExists / InvalidInput (a name inside itself). Publishes `mailbox` events.
+   */
+  renameMailbox(accountId: number, from: string, to: string): Promise<void>;
+  /** Subscriptions are names, kept even when no mailbox has the name (RFC 3501 6.3.6). */
+  setSubscribed(accountId: number, name: string, subscribed: boolean): Promise<void>;
+  listSubscriptions(accountId: number): Promise<string[]>;
+  mailboxCounts(mailboxId: number): Promise<MailboxCounts>;
+  /** Every UID of the mailbox, ascending: the session's sequence-number map. */
+  listUids(mailboxId: number): Promise<number[]>;
+  /** Flags of the given UIDs (missing ones skipped), in UID order; `changedSince` keeps MODSEQ > it. */
+  listFlags(mailboxId: number, uids: number[], changedSince?: number): Promise<MessageFlags[]>;
+  /** Whole rows of the given UIDs (missing ones skipped), in UID order, with blob meta when cached. */
+  listMessagesByUid(mailboxId: number, uids: number[]): Promise<MessageWithMeta[]>;
+  /** UIDs expunged from the mailbox with a MODSEQ greater than `sinceModSeq` (QRESYNC VANISHED). */
+  listVanished(mailboxId: number, sinceModSeq: number): Promise<number[]>;
+  getBlobMeta(hash: string): Promise<BlobMeta | null>;
+  /** Caches meta for a blob (lazily computed for messages stored before meta existed). */
+  setBlobMeta(hash: string, meta: BlobMeta): Promise<void>;
+  /**
+   * Changes flags in one durable transaction; each changed message gets a new MODSEQ and a
+   * `flags` event is published for it. Messages whose flags would not change are not touched
+   * (not in `updated`), except under UNCHANGEDSINCE where passing messages are reported.
+   */
+  storeFlags(mailboxId: number, update: FlagUpdate): Promise<FlagUpdateResult>;
+  /**
+   * Copies messages to another mailbox of the same account, in one durable transaction (blob
+   * references added, no bytes copied); flags kept; QuotaExceeded when the account's quota would
+   * be passed. Publishes `exists` events.
+   */
+  copyMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult>;
+  /** Copy then expunge from the source, atomically (RFC 6851); `exists` and `expunge` events. */
+  moveMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult>;
   /** Messages of a mailbox in UID order. */
   listMessages(mailboxId: number): Promise<MessageRecord[]>;
   /** UID and size of every message of a mailbox, in UID order: what POP3 needs at login. */
@@ -196,7 +307,8 @@ export interface MailStore {
   /**
    * Removes messages of one mailbox by UID, in one durable transaction (the quota usage and blob
    * references go with them; blobs nothing references any more are deleted after). UIDs that are
-   * not there are skipped. Resolves with the UIDs removed, once the removal is on disk.
+   * not there are skipped. Resolves with the UIDs removed, once the removal is on disk. Expunged
+   * UIDs are remembered with their MODSEQ (listVanished).
    */
   expungeMessages(mailboxId: number, uids: number[]): Promise<number[]>;
 }
