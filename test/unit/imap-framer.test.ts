@@ -63,13 +63,11 @@ function run(chunks: Array<string | Buffer>, policy: Policy = bufferAll, limits:
   return out;
 }
 
-const text = (...segments: Plain extends infer P ? (P extends { type: 'command' } ? P['segments'] : never) : never): Plain => ({ type: 'command', segments });
 const cmd = (...segments: Array<string | { literal: string; binary: boolean } | { streamed: number; size: number; binary: boolean }>): Plain => ({ type: 'command', segments });
 const lit = (s: string, binary = false) => ({ literal: s, binary });
 function ann(id: number, size: number, sync: boolean, tag: string | null, command: string | null, more: Partial<LiteralAnnouncement> = {}): Plain {
   return { type: 'literal', literal: { id, size, sync, binary: false, tag, command, bufferable: true, ...more } };
 }
-void text;
 
 describe('CommandFramer: lines', () => {
   it('splits commands at CRLF, and at a bare LF', () => {
@@ -300,7 +298,8 @@ describe('CommandFramer: command limits', () => {
     const limits = { ...LIMITS, maxCommandBytes: 100 };
     const out = run(['a1 LOGIN {50}\r\n', 'x'.repeat(50), ' {50}\r\n'], bufferAll, limits);
     // The second literal would overflow: not bufferable, so the policy streams it.
-    assert.equal(out[1]!.type === 'literal' && out[1].literal.bufferable, false);
+    const second = out[1];
+    assert.equal(second?.type === 'literal' && second.literal.bufferable, false);
     assert.deepEqual(
       run(['a1 LOGIN {50}\r\n', 'x'.repeat(50), ` ${'y'.repeat(60)}\r\na2 NOOP\r\n`], bufferAll, limits).slice(1),
       [{ type: 'error', tag: 'a1', reason: 'command-too-long', message: 'Command too long (limit 100 bytes)' }, cmd('a2 NOOP')],
