@@ -1,6 +1,7 @@
 /**
  * Reference counts of message blobs (table blob_refs): one reference per mailbox message and one
- * per outbound queue entry. A row exists only while its count is positive.
+ * per outbound queue entry. A row exists only while its count is positive; the blob's inline
+ * bytes (blob_data) and cached meta (blob_meta) go in the same statement group as its last row.
  *
  * Invariants
  * - Call inside a write transaction. The caller deletes the files of the hashes `release`
@@ -18,6 +19,7 @@ export class BlobRefs {
   private readonly existsStmt;
   private readonly addInlineStmt;
   private readonly deleteInlineStmt;
+  private readonly deleteMetaStmt;
 
   constructor(db: Database.Database) {
     this.addStmt = db.prepare<[string, number, number]>(
@@ -31,6 +33,7 @@ export class BlobRefs {
     this.existsStmt = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM blob_refs WHERE hash = ?');
     this.addInlineStmt = db.prepare<[string, Buffer]>('INSERT OR IGNORE INTO blob_data (hash, data) VALUES (?, ?)');
     this.deleteInlineStmt = db.prepare<[string]>('DELETE FROM blob_data WHERE hash = ?');
+    this.deleteMetaStmt = db.prepare<[string]>('DELETE FROM blob_meta WHERE hash = ?');
   }
 
   /** Adds references; `inline` bytes are stored with them when the body is kept in the database. */
@@ -48,6 +51,7 @@ export class BlobRefs {
       // The count would reach zero (CHECK refcount > 0 forbids storing it): the row goes.
       if (this.deleteStmt.run(hash).changes > 0) {
         this.deleteInlineStmt.run(hash);
+        this.deleteMetaStmt.run(hash);
         unreferenced.push(hash);
       }
     }

@@ -129,7 +129,11 @@ export class SqliteDirectory implements DirectoryStore {
             .run(address, localPart, domainRow.id, account.passwordHash, account.quotaBytes, account.realName ?? null, Date.now())
             .lastInsertRowid,
         );
-        for (const box of boxes) this.mailboxes.create(id, box.name, box.specialUse);
+        const subscribe = this.sql('INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)');
+        for (const box of boxes) {
+          this.mailboxes.create(id, box.name, box.specialUse);
+          subscribe.run(id, box.name);
+        }
         return toAccount(this.accountRowById(id)!);
       })
       .immediate();

@@ -127,6 +127,36 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE accounts ADD COLUMN apop_secret TEXT;
   `,
+  // 4: IMAP. Subscriptions become names of their own (RFC 3501 6.3.6: kept when the mailbox
+  // goes); parsed-once blob meta (ENVELOPE, BODYSTRUCTURE), removed with the blob's last
+  // reference; expunge tombstones for QRESYNC VANISHED. messages_imap holds what a session
+  // reads in bulk (UIDs, MODSEQ, size, flags) in one contiguous run per mailbox, so the UID
+  // map, STATUS counts, FETCH FLAGS and CHANGEDSINCE never touch the table rows (a mailbox's
+  // rows are scattered among every other mailbox's deliveries).
+  `
+  CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+  ) WITHOUT ROWID;
+  INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
+  ALTER TABLE mailboxes DROP COLUMN subscribed;
+
+  CREATE TABLE blob_meta (
+    hash      TEXT PRIMARY KEY,
+    envelope  TEXT NOT NULL,
+    structure TEXT NOT NULL
+  );
+
+  CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid        INTEGER NOT NULL,
+    modseq     INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+  ) WITHOUT ROWID;
+
+  CREATE INDEX messages_imap ON messages(mailbox_id, uid, modseq, size, flags);
+  `,
 ];
 
 /** Brings the database to the latest schema; returns the resulting version. */

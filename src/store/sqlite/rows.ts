@@ -4,7 +4,7 @@
  *
  * Invariants: timestamps are integer ms, booleans 0/1, flags a JSON array of strings.
  */
-import type { Account, Domain, Mailbox, MessageRecord, SpecialUse } from '../types.js';
+import type { Account, Domain, Mailbox, MessageRecord, MessageWithMeta, SpecialUse } from '../types.js';
 
 export interface DomainRow {
   id: number;
@@ -61,9 +61,11 @@ export interface MailboxRow {
   subscribed: number;
   message_count: number;
 }
-/** Select list over `mailboxes m`, with the message count. */
+/** Select list over `mailboxes m`, with the message count and the subscription (by name). */
 export const MAILBOX_SELECT = `SELECT m.id, m.account_id, m.name, m.special_use, m.uidvalidity, m.uidnext,
-  m.highestmodseq, m.subscribed, (SELECT count(*) FROM messages WHERE mailbox_id = m.id) AS message_count
+  m.highestmodseq,
+  EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name) AS subscribed,
+  (SELECT count(*) FROM messages WHERE mailbox_id = m.id) AS message_count
   FROM mailboxes m`;
 
 export function toMailbox(row: MailboxRow): Mailbox {
@@ -107,4 +109,18 @@ export function toMessage(row: MessageRow): MessageRecord {
     internalDate: new Date(row.internal_date),
     flags: JSON.parse(row.flags) as string[],
   };
+}
+
+export interface MessageWithMetaRow extends MessageRow {
+  envelope: string | null;
+  structure: string | null;
+}
+/** Select list over `messages m LEFT JOIN blob_meta b ON b.hash = m.blob_hash`. */
+export const MESSAGE_WITH_META_SELECT = `SELECT m.id, m.mailbox_id, m.uid, m.modseq, m.blob_hash, m.blob_size, m.prefix,
+  m.size, m.internal_date, m.flags, b.envelope, b.structure
+  FROM messages m LEFT JOIN blob_meta b ON b.hash = m.blob_hash`;
+
+export function toMessageWithMeta(row: MessageWithMetaRow): MessageWithMeta {
+  const meta = row.envelope !== null && row.structure !== null ? { envelope: row.envelope, structure: row.structure } : null;
+  return { ...toMessage(row), meta };
 }
