@@ -373,7 +373,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         for (let i = 0; i < 3; i++) {
           const blob = await stage(`Subject: ${i}\r\n\r\nmessage ${i}\r\n`);
           const prefix = `Delivered-To: u@example.org\r\n`;
-          const outcome = await store.mail.commitDelivery(commit(blob, [local(id, prefix, 'INBOX', ['\\Recent'])]));
+          const outcome = await store.mail.commitDelivery(commit(blob, [local(id, prefix, 'INBOX', ['\\Recent', '\\seen', 'Work'])]));
           assert.equal(outcome.queueId, null);
           assert.equal(outcome.delivered.length, 1);
           assert.equal(outcome.delivered[0]!.mailboxId, before.id);
@@ -396,7 +396,8 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         const modSeqs = messages.map((m) => m.modSeq);
         assert.ok(modSeqs[0]! < modSeqs[1]! && modSeqs[1]! < modSeqs[2]!);
         assert.equal(modSeqs[2], after.highestModSeq);
-        assert.deepEqual(messages[0]!.flags, ['\\Recent']);
+        // System flags are stored spelled canonically; \Recent belongs to sessions, never stored.
+        assert.deepEqual(messages[0]!.flags, ['\\Seen', 'Work']);
         assert.equal(messages[0]!.internalDate.toISOString(), '2030-01-02T03:04:05.678Z');
       });
 

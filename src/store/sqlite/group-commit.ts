@@ -20,6 +20,7 @@
  */
 import type Database from 'better-sqlite3';
 import { InvalidInput, isFulmarError, NotFound, TemporaryFailure } from '../../util/errors.js';
+import { canonicalFlags } from '../flags.js';
 import type { BlobStore, DeliveryCommit, DeliveryOutcome, EventBus, MailEvent, OutboundEnvelope } from '../types.js';
 import { BlobRefs, removeBlobFiles } from './blob-refs.js';
 import { MailboxRows } from './mailboxes.js';
@@ -202,8 +203,16 @@ export class GroupCommit {
     const delivered: DeliveryOutcome['delivered'] = [];
     const events: MailEvent[] = [];
     for (const local of commit.local) {
-      const mailbox = this.mailboxes.resolveForDelivery(local.accountId, local.mailbox);
-      if (!mailbox) throw new NotFound(`account ${local.accountId} no longer exists`);
+      const mailbox = local.exactMailbox
+        ? this.mailboxes.resolveExact(local.accountId, local.mailbox)
+        : this.mailboxes.resolveForDelivery(local.accountId, local.mailbox);
+      if (!mailbox) {
+        throw new NotFound(
+          local.exactMailbox
+            ? `mailbox ${local.mailbox} does not exist`
+            : `account ${local.accountId} no longer exists`,
+        );
+      }
       const { uid, modseq } = this.sql<[number], { uid: number; modseq: number }>(
         `UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?
          RETURNING uidnext - 1 AS uid, highestmodseq AS modseq`,
@@ -212,7 +221,7 @@ export class GroupCommit {
       this.sql(
         `INSERT INTO messages (mailbox_id, uid, modseq, blob_hash, blob_size, prefix, size, internal_date, flags)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(mailbox.id, uid, modseq, blob.hash, blob.size, local.prefix, size, internalDate, JSON.stringify(local.flags));
+      ).run(mailbox.id, uid, modseq, blob.hash, blob.size, local.prefix, size, internalDate, JSON.stringify(canonicalFlags(local.flags)));
       this.sql('UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?').run(size, local.accountId);
       delivered.push({ accountId: local.accountId, mailboxId: mailbox.id, uid });
       events.push({ type: 'exists', accountId: local.accountId, mailboxId: mailbox.id, uid, modSeq: modseq });
@@ -220,6 +229,14 @@ export class GroupCommit {
     const outbound = commit.outbound && commit.outbound.recipients.length > 0 ? commit.outbound : null;
     const queueId = outbound ? this.enqueue(commit, outbound) : null;
     this.refs.add(blob.hash, blob.size, delivered.length + (outbound ? 1 : 0), blob.inline);
+    if (commit.meta) {
+      // After the reference, so meta never outlives its blob (blob-refs.ts deletes both).
+      this.sql('INSERT OR IGNORE INTO blob_meta (hash, envelope, structure) VALUES (?, ?, ?)').run(
+        blob.hash,
+        commit.meta.envelope,
+        commit.meta.structure,
+      );
+    }
     return { outcome: { delivered, queueId }, events };
   }
 
@@ -263,6 +280,10 @@ function checkCommit(commit: DeliveryCommit): void {
     if (!Number.isSafeInteger(local.accountId) || !Buffer.isBuffer(local.prefix) || !Array.isArray(local.flags)) {
       throw new InvalidInput(`delivery commit has a malformed local delivery for account ${local.accountId}`);
     }
+    canonicalFlags(local.flags); // throws InvalidInput for a flag the store would not keep
+  }
+  if (commit.meta && (typeof commit.meta.envelope !== 'string' || typeof commit.meta.structure !== 'string')) {
+    throw new InvalidInput('delivery commit has malformed blob meta');
   }
   if (commit.local.length === 0 && (commit.outbound?.recipients.length ?? 0) === 0) {
     throw new InvalidInput('delivery commit has no recipients');

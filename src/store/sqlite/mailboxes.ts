@@ -37,6 +37,11 @@ export class MailboxRows {
     return Number(this.insertStmt.run(accountId, name, specialUse, uidValidity).lastInsertRowid);
   }
 
+  /** The mailbox `name` of the account, exactly (IMAP APPEND); InvalidInput for an invalid name. */
+  resolveExact(accountId: number, name: string): MailboxRef | undefined {
+    return this.findStmt.get(accountId, normalizeMailboxName(name));
+  }
+
   /** The mailbox `name` of the account, or its INBOX when that name is absent or invalid. */
   resolveForDelivery(accountId: number, name: string): MailboxRef | undefined {
     let normalized = 'INBOX';
