@@ -267,6 +267,7 @@ export interface MailStore {
   /** Subscriptions are names, kept even when no mailbox has the name (RFC 3501 6.3.6). */
   setSubscribed(accountId: number, name: string, subscribed: boolean): Promise<void>;
   listSubscriptions(accountId: number): Promise<string[]>;
+  /** NotFound when the mailbox is gone. */
   mailboxCounts(mailboxId: number): Promise<MailboxCounts>;
   /** Every UID of the mailbox, ascending: the session's sequence-number map. */
   listUids(mailboxId: number): Promise<number[]>;
@@ -277,9 +278,15 @@ export interface MailStore {
   /** UIDs expunged from the mailbox with a MODSEQ greater than `sinceModSeq` (QRESYNC VANISHED). */
   listVanished(mailboxId: number, sinceModSeq: number): Promise<number[]>;
   getBlobMeta(hash: string): Promise<BlobMeta | null>;
-  /** Caches meta for a blob (lazily computed for messages stored before meta existed). */
+  /**
+   * Caches meta for a blob (lazily computed for messages stored before meta existed), replacing
+   * any; ignored when no message references the blob (meta goes with the blob's last reference).
+   */
   setBlobMeta(hash: string, meta: BlobMeta): Promise<void>;
   /**
+   * Flags are stored canonically: system flags spelled `\Seen` etc. whatever the case given,
+   * keywords compared case-insensitively, `\Recent` ignored; InvalidInput for another `\` flag
+   * or a keyword that is not an atom. The same rule applies to LocalDelivery.flags.
    * Changes flags in one durable transaction; each changed message gets a new MODSEQ and a
    * `flags` event is published for it. Messages whose flags would not change are not touched
    * (not in `updated`), except under UNCHANGEDSINCE where passing messages are reported.
@@ -291,7 +298,10 @@ export interface MailStore {
    * be passed. Publishes `exists` events.
    */
   copyMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult>;
-  /** Copy then expunge from the source, atomically (RFC 6851); `exists` and `expunge` events. */
+  /**
+   * Copy then expunge from the source, atomically (RFC 6851); `exists` and `expunge` events.
+   * Not quota-checked: the account's usage does not change.
+   */
   moveMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult>;
   /** Messages of a mailbox in UID order. */
   listMessages(mailboxId: number): Promise<MessageRecord[]>;

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Readable } from 'node:stream';
 import type { DeliveryCommit, LocalDelivery, MailEvent, StagedBlob, Store } from '../../src/store/types.js';
+import { describeImapContract } from './contract-imap.js';
 
 export interface StoreHarness {
   store: Store;
@@ -610,6 +611,8 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
         assert.notEqual((await inbox(again)).uidValidity, box.uidValidity);
       });
     });
+
+    describeImapContract(() => store);
 
     describe('sharing with another process', () => {
       it('sees an account added by a second process at once', async (t) => {

@@ -1,5 +1,7 @@
 /**
- * Mailboxes and messages in SQLite (MailStore): reads, message streams and the delivery commit.
+ * Mailboxes and messages in SQLite (MailStore): reads, message streams and the delivery commit
+ * here; IMAP's mailbox writes in mailbox-ops.ts, message writes in message-ops.ts, and its
+ * bulk reads in message-reads.ts.
  *
  * Invariants
  * - Reads always query the database (no caching), so another process's change is seen at once.
@@ -8,29 +10,50 @@
 import type Database from 'better-sqlite3';
 import { Readable } from 'node:stream';
 import { normalizeMailboxName } from '../names.js';
-import { NotFound } from '../../util/errors.js';
-import type { DeliveryCommit, DeliveryOutcome, EventBus, Mailbox, MailStore, MessageRecord } from '../types.js';
-import { BlobRefs, removeBlobFiles } from './blob-refs.js';
+import type {
+  BlobMeta,
+  CopyResult,
+  DeliveryCommit,
+  DeliveryOutcome,
+  EventBus,
+  FlagUpdate,
+  FlagUpdateResult,
+  Mailbox,
+  MailboxCounts,
+  MailStore,
+  MessageFlags,
+  MessageRecord,
+  MessageWithMeta,
+  SpecialUse,
+} from '../types.js';
 import type { SqliteBlobStore } from './blob-store.js';
 import type { SerialLane } from './serial-lane.js';
 import type { GroupCommit } from './group-commit.js';
+import { MailboxOps } from './mailbox-ops.js';
+import { MessageOps } from './message-ops.js';
+import { MessageReads } from './message-reads.js';
+import { SqliteWrites } from './writes.js';
 import { MAILBOX_SELECT, MESSAGE_COLUMNS, toMailbox, toMessage, type MailboxRow, type MessageRow } from './rows.js';
 import { statementCache, type Prepare } from './statements.js';
 
 export class SqliteMailStore implements MailStore {
   private readonly sql: Prepare;
-
-  private readonly refs: BlobRefs;
+  private readonly mailboxOps: MailboxOps;
+  private readonly messageOps: MessageOps;
+  private readonly reads: MessageReads;
 
   constructor(
-    private readonly db: Database.Database,
+    db: Database.Database,
     private readonly blobs: SqliteBlobStore,
     private readonly groupCommit: GroupCommit,
-    private readonly lane: SerialLane,
-    private readonly events: EventBus,
+    lane: SerialLane,
+    events: EventBus,
   ) {
     this.sql = statementCache(db);
-    this.refs = new BlobRefs(db);
+    const writes = new SqliteWrites(db, blobs, lane, events);
+    this.mailboxOps = new MailboxOps(writes);
+    this.messageOps = new MessageOps(writes);
+    this.reads = new MessageReads(db);
   }
 
   async listMailboxes(accountId: number): Promise<Mailbox[]> {
@@ -39,6 +62,11 @@ export class SqliteMailStore implements MailStore {
     )
       .all(accountId)
       .map(toMailbox);
+  }
+
+  async getMailboxById(mailboxId: number): Promise<Mailbox | null> {
+    const row = this.sql<[number], MailboxRow>(`${MAILBOX_SELECT} WHERE m.id = ?`).get(mailboxId);
+    return row ? toMailbox(row) : null;
   }
 
   async getMailbox(accountId: number, name: string): Promise<Mailbox | null> {
@@ -88,43 +116,76 @@ export class SqliteMailStore implements MailStore {
     return this.groupCommit.submit(commit);
   }
 
-  async expungeMessages(mailboxId: number, uids: number[]): Promise<number[]> {
-    if (uids.length === 0) return [];
-    // In the lane with deliveries and account removals: blob files are only deleted there.
-    return this.lane.run(async () => {
-      const removal = this.db
-        .transaction(() => {
-          const box = this.sql<[number], { account_id: number }>('SELECT account_id FROM mailboxes WHERE id = ?').get(mailboxId);
-          if (!box) return null;
-          const find = this.sql<[number, number], { id: number; blob_hash: string; size: number }>(
-            'SELECT id, blob_hash, size FROM messages WHERE mailbox_id = ? AND uid = ?',
-          );
-          const remove = this.sql<[number]>('DELETE FROM messages WHERE id = ?');
-          const counts = new Map<string, number>();
-          const removed: number[] = [];
-          let bytes = 0;
-          for (const uid of new Set(uids)) {
-            const row = find.get(mailboxId, uid);
-            if (!row) continue;
-            remove.run(row.id);
-            counts.set(row.blob_hash, (counts.get(row.blob_hash) ?? 0) + 1);
-            bytes += row.size;
-            removed.push(uid);
-          }
-          if (removed.length === 0) return { accountId: box.account_id, removed, modSeq: 0, unreferenced: [] as string[] };
-          this.sql('UPDATE accounts SET used_bytes = max(0, used_bytes - ?) WHERE id = ?').run(bytes, box.account_id);
-          const { modseq } = this.sql<[number], { modseq: number }>(
-            'UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq AS modseq',
-          ).get(mailboxId)!;
-          return { accountId: box.account_id, removed, modSeq: modseq, unreferenced: this.refs.release(counts) };
-        })
-        .immediate();
-      if (!removal) throw new NotFound(`mailbox ${mailboxId} does not exist`);
-      await removeBlobFiles(this.blobs, removal.unreferenced);
-      for (const uid of removal.removed) {
-        this.events.publish({ type: 'expunge', accountId: removal.accountId, mailboxId, uid, modSeq: removal.modSeq });
-      }
-      return removal.removed;
-    });
+  expungeMessages(mailboxId: number, uids: number[]): Promise<number[]> {
+    return this.messageOps.expungeMessages(mailboxId, uids);
+  }
+
+  // ---- IMAP writes (mailbox-ops.ts, message-ops.ts)
+
+  createMailbox(accountId: number, name: string, specialUse?: SpecialUse | null): Promise<Mailbox> {
+    return this.mailboxOps.createMailbox(accountId, name, specialUse ?? null);
+  }
+
+  deleteMailbox(accountId: number, name: string): Promise<void> {
+    return this.mailboxOps.deleteMailbox(accountId, name);
+  }
+
+  renameMailbox(accountId: number, from: string, to: string): Promise<void> {
+    return this.mailboxOps.renameMailbox(accountId, from, to);
+  }
+
+  setSubscribed(accountId: number, name: string, subscribed: boolean): Promise<void> {
+    return this.mailboxOps.setSubscribed(accountId, name, subscribed);
+  }
+
+  listSubscriptions(accountId: number): Promise<string[]> {
+    return this.mailboxOps.listSubscriptions(accountId);
+  }
+
+  storeFlags(mailboxId: number, update: FlagUpdate): Promise<FlagUpdateResult> {
+    return this.messageOps.storeFlags(mailboxId, update);
+  }
+
+  copyMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult> {
+    return this.messageOps.copyMessages(fromMailboxId, uids, toMailboxId);
+  }
+
+  moveMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult> {
+    return this.messageOps.moveMessages(fromMailboxId, uids, toMailboxId);
+  }
+
+  // ---- IMAP reads (message-reads.ts)
+
+  mailboxCounts(mailboxId: number): Promise<MailboxCounts> {
+    return this.reads.mailboxCounts(mailboxId);
+  }
+
+  listUids(mailboxId: number): Promise<number[]> {
+    return this.reads.listUids(mailboxId);
+  }
+
+  listFlags(mailboxId: number, uids: number[], changedSince?: number): Promise<MessageFlags[]> {
+    return this.reads.listFlags(mailboxId, uids, changedSince);
+  }
+
+  listMessagesByUid(mailboxId: number, uids: number[]): Promise<MessageWithMeta[]> {
+    return this.reads.listMessagesByUid(mailboxId, uids);
+  }
+
+  listVanished(mailboxId: number, sinceModSeq: number): Promise<number[]> {
+    return this.reads.listVanished(mailboxId, sinceModSeq);
+  }
+
+  getBlobMeta(hash: string): Promise<BlobMeta | null> {
+    return this.reads.getBlobMeta(hash);
+  }
+
+  /** Kept only while the blob is referenced (it goes with the last reference, blob-refs.ts). */
+  async setBlobMeta(hash: string, meta: BlobMeta): Promise<void> {
+    this.sql<[{ hash: string; envelope: string; structure: string }]>(
+      `INSERT INTO blob_meta (hash, envelope, structure)
+       SELECT @hash, @envelope, @structure WHERE EXISTS (SELECT 1 FROM blob_refs WHERE hash = @hash)
+       ON CONFLICT (hash) DO UPDATE SET envelope = excluded.envelope, structure = excluded.structure`,
+    ).run({ hash, envelope: meta.envelope, structure: meta.structure });
   }
 }
