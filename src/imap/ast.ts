@@ -93,7 +93,7 @@ export type SearchKey =
   | { kind: 'not'; key: SearchKey }
   | { kind: 'or'; a: SearchKey; b: SearchKey }
   | { kind: 'and'; keys: SearchKey[] } // a parenthesised list, or the top level
-  | { kind: 'modseq'; modSeq: number } // MODSEQ [entry type] n (rfc7162 3.1.5)
+  | { kind: 'modseq'; modSeq: number; entryName?: string; entryType?: 'priv' | 'shared' | 'all' } // MODSEQ [entry type] n (rfc7162 3.1.5); entryName as sent, e.g. "/flags/\\Seen"
   | { kind: 'older'; seconds: number } // WITHIN (rfc5032)
   | { kind: 'younger'; seconds: number };
 
