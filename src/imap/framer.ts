@@ -324,7 +324,8 @@ export class CommandFramer {
           mode.remaining -= piece.length;
           if (mode.remaining > 0) return true;
         }
-        const bytes = mode.parts.length === 1 ? mode.parts[0]! : Buffer.concat(mode.parts, mode.size);
+        // Copied (concat always copies), so a small literal does not pin a large input chunk.
+        const bytes = Buffer.concat(mode.parts, mode.size);
         this.segments.push({ kind: 'literal', bytes, binary: mode.binary });
         this.commandBytes += mode.size;
         this.mode = { kind: 'line' };
@@ -423,7 +424,7 @@ export class CommandFramer {
       this.endDroppedLine(suffixOf(pieces, TAIL_BYTES).subarray(0, length === total ? undefined : -1));
       return true;
     }
-    const joined = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, total);
+    const joined = Buffer.concat(pieces, total); // a copy: the text must not pin the input chunk
     const line = joined.subarray(0, length);
     if (line.includes(CR)) {
       this.fail('bare-cr', 'CR not followed by LF', line);
