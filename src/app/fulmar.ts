@@ -7,6 +7,7 @@ import { dropSizeTooSmall } from '../filters/size.js';
 import type { Logger } from '../log/logger.js';
 import type { Listener } from '../net/listener.js';
 import { ensureTlsFiles, loadTlsMaterial } from '../net/tls.js';
+import { ImapServer } from '../imap/server.js';
 import { LoginFailures } from '../net/limits.js';
 import { MaildropLocks } from '../pop3/locks.js';
 import { Pop3Server } from '../pop3/server.js';
@@ -16,6 +17,7 @@ import { openServices, type Services } from './services.js';
 export class Fulmar {
   private smtp: SmtpServer | null = null;
   private pop3: Pop3Server | null = null;
+  private imap: ImapServer | null = null;
   /** Failed logins per IP address, shared by every protocol. */
   private readonly loginFailures = new LoginFailures();
   private services: Services | null = null;
@@ -78,6 +80,22 @@ export class Fulmar {
       log,
     });
     listeners.push(...(await this.pop3.start()));
+    this.imap = new ImapServer({
+      addresses: config.listen,
+      ports: config.ports,
+      tls,
+      services: {
+        hostname: config.hostname,
+        directory: services.directory,
+        mail: services.store.mail,
+        blobs: services.store.blobs,
+        events: services.store.events,
+        failures: this.loginFailures,
+      },
+      settings: services.settings,
+      log,
+    });
+    listeners.push(...(await this.imap.start()));
     for (const l of listeners) log.info({ event: 'app.listening', service: l.name, port: l.port, addresses: l.addresses }, `${l.name} listening on port ${l.port}`);
     log.info({ event: 'app.started', pid: process.pid }, 'Fulmar is running');
     // Crash leftovers: message files placed but never committed. An hour old at least, so no
@@ -94,7 +112,7 @@ export class Fulmar {
     if (this.stopped) return;
     this.stopped = true;
     this.log.info({ event: 'app.stopping' }, 'stopping');
-    await Promise.all([this.smtp?.stop(), this.pop3?.stop()]);
+    await Promise.all([this.smtp?.stop(), this.pop3?.stop(), this.imap?.stop()]);
     if (this.services) await this.services.store.close();
     this.log.info({ event: 'app.stopped' }, 'stopped');
   }

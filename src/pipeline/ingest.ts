@@ -159,6 +159,7 @@ export class MessageTransaction {
     }
     const outcome = await this.services.mail.commitDelivery({
       blob: spooled.blob,
+      meta: spooled.meta,
       internalDate: new Date(),
       local,
       outbound:

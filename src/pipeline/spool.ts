@@ -3,7 +3,8 @@
  * size and keeping the header section (bounded) for the filters. Bytes past the size limit are
  * counted but not stored, so an oversized message costs no disk and no memory.
  */
-import type { BlobStore, BlobWriter, StagedBlob } from '../store/types.js';
+import type { BlobMeta, BlobStore, BlobWriter, StagedBlob } from '../store/types.js';
+import { MessageMetaBuilder } from './message-meta.js';
 
 export interface SpoolLimits {
   /** Body bytes (without the trace header) allowed; Infinity for none. */
@@ -13,7 +14,7 @@ export interface SpoolLimits {
 }
 
 export type SpoolResult =
-  | { ok: true; blob: StagedBlob; size: number; header: Buffer }
+  | { ok: true; blob: StagedBlob; size: number; header: Buffer; meta: BlobMeta }
   | { ok: false; reason: 'too-big' | 'header-too-big'; size: number };
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -25,6 +26,8 @@ export class SpoolWriter {
   private headerTooBig = false;
   private readonly headerChunks: Buffer[] = [];
   private headerBytes = 0;
+  /** The envelope and MIME structure, parsed as the bytes pass (cached for IMAP). */
+  private readonly meta = new MessageMetaBuilder();
   private constructor(
     private readonly writer: BlobWriter,
     private readonly limits: SpoolLimits,
@@ -33,7 +36,11 @@ export class SpoolWriter {
   static async open(blobs: BlobStore, traceHeaders: string, limits: SpoolLimits): Promise<SpoolWriter> {
     const writer = await blobs.createWriter();
     const spool = new SpoolWriter(writer, limits);
-    if (traceHeaders.length > 0) await writer.write(Buffer.from(traceHeaders, 'utf8'));
+    if (traceHeaders.length > 0) {
+      const trace = Buffer.from(traceHeaders, 'utf8');
+      spool.meta.write(trace);
+      await writer.write(trace);
+    }
     return spool;
   }
 
@@ -54,6 +61,7 @@ export class SpoolWriter {
       this.tooBig = true;
       return;
     }
+    this.meta.write(chunk);
     await this.writer.write(chunk);
   }
 
@@ -85,7 +93,7 @@ export class SpoolWriter {
     }
     const blob = await this.writer.finish();
     const header = this.headerDone ? (this.headerChunks[0] ?? Buffer.alloc(0)) : Buffer.concat(this.headerChunks);
-    return { ok: true, blob, size: this.size, header };
+    return { ok: true, blob, size: this.size, header, meta: this.meta.finish() };
   }
 
   async abort(): Promise<void> {

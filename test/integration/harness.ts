@@ -20,6 +20,8 @@ export interface Ports {
   smtps: number;
   pop3: number;
   pop3s: number;
+  imap: number;
+  imaps: number;
 }
 
 async function freePort(): Promise<number> {
@@ -64,6 +66,8 @@ export class FulmarProcess {
       smtps: await freePort(),
       pop3: await freePort(),
       pop3s: await freePort(),
+      imap: await freePort(),
+      imaps: await freePort(),
     };
     // The other services are not started yet, but every port must be valid and distinct.
     const configFile = join(dataDir, 'fulmar.toml');

@@ -1,0 +1,311 @@
+/**
+ * Evaluating SEARCH criteria (rfc9051 6.4.4) over the messages of the selected mailbox.
+ *
+ * Invariants
+ * - Each message is loaded only as deeply as the criteria need: flags, UIDs and MODSEQ from the
+ *   flags rows; sizes and dates from the message rows; FROM/TO/CC/BCC/SUBJECT and sent dates
+ *   from the cached envelope; HEADER from the header bytes; BODY and TEXT from the decoded text
+ *   parts. Header searches never read message bodies.
+ * - String matching is case-insensitive substring matching on decoded text (encoded words,
+ *   transfer encodings and charsets decoded), as rfc9051 6.4.4 asks.
+ */
+import iconv from 'iconv-lite';
+import libmime from 'libmime';
+import type { EnvelopeAddress } from '../message/envelope.js';
+import { parseHeaderBlock } from '../message/header.js';
+import { decodedParam, isMessagePart, isMultipart, type MimePart } from '../message/mime.js';
+import { decodeTransferEncoding } from '../message/transfer-decode.js';
+import { ensureBlobMeta, parseBlobMeta, type ParsedMeta } from '../pipeline/message-meta.js';
+import type { BlobStore, MailStore, MessageFlags, MessageWithMeta } from '../store/types.js';
+import type { SearchKey } from './ast.js';
+import type { SelectedMailbox } from './selected.js';
+import { resolveSequenceSet, resolveUidSet } from './sequence.js';
+
+type Depth = 0 | 1 | 2 | 3 | 4; // flags, row, envelope, header bytes, body
+
+const CHUNK = 500;
+/** Messages larger than this are not searched by BODY and TEXT (their headers still are). */
+const BODY_SEARCH_LIMIT = 8 * 1024 * 1024;
+const WHOLE_READ_LIMIT = 1024 * 1024;
+
+export interface SearchContext {
+  mail: MailStore;
+  blobs: BlobStore;
+  box: SelectedMailbox;
+  saved: number[] | null;
+}
+
+export interface SearchResult {
+  uids: number[];
+  /** Highest MODSEQ of the matches, when the criteria used MODSEQ (rfc7162 3.1.5). */
+  highestModSeq: number | null;
+}
+
+function depthOf(key: SearchKey): Depth {
+  switch (key.kind) {
+    case 'all':
+    case 'flag':
+    case 'new':
+    case 'old':
+    case 'recent':
+    case 'seq':
+    case 'uid':
+    case 'modseq':
+      return 0;
+    case 'size':
+    case 'older':
+    case 'younger':
+      return 1;
+    case 'date':
+      return key.which === 'internal' ? 1 : 2;
+    case 'header':
+      return ['FROM', 'TO', 'CC', 'BCC', 'SUBJECT'].includes(key.field) ? 2 : 3;
+    case 'body':
+    case 'text':
+      return 4;
+    case 'not':
+      return depthOf(key.key);
+    case 'or':
+      return Math.max(depthOf(key.a), depthOf(key.b)) as Depth;
+    case 'and':
+      return key.keys.reduce<Depth>((d, k) => Math.max(d, depthOf(k)) as Depth, 0);
+  }
+}
+
+function usesModSeq(key: SearchKey): boolean {
+  if (key.kind === 'modseq') return true;
+  if (key.kind === 'not') return usesModSeq(key.key);
+  if (key.kind === 'or') return usesModSeq(key.a) || usesModSeq(key.b);
+  if (key.kind === 'and') return key.keys.some(usesModSeq);
+  return false;
+}
+
+/** What one message offers to the matcher; deeper facts are loaded on first use. */
+interface Candidate {
+  seq: number;
+  flags: MessageFlags;
+  row: MessageWithMeta | null;
+  meta(): Promise<ParsedMeta>;
+  header(): Promise<Buffer>;
+  bodyText(): Promise<string>;
+}
+
+export async function runSearch(ctx: SearchContext, criteria: SearchKey): Promise<SearchResult> {
+  const { box, mail } = ctx;
+  const depth = depthOf(criteria);
+  const sets = new SetCache(ctx);
+  const uids = [...box.uidList];
+  const matched: number[] = [];
+  let highestModSeq = 0;
+  for (let i = 0; i < uids.length; i += CHUNK) {
+    const chunk = uids.slice(i, i + CHUNK);
+    if (depth === 0) {
+      for (const f of await mail.listFlags(box.mailboxId, chunk)) {
+        const c = candidate(ctx, f, null);
+        if (await matches(c, criteria, sets)) {
+          matched.push(f.uid);
+          highestModSeq = Math.max(highestModSeq, f.modSeq);
+        }
+      }
+      continue;
+    }
+    for (const row of await mail.listMessagesByUid(box.mailboxId, chunk)) {
+      const c = candidate(ctx, row, row);
+      if (await matches(c, criteria, sets)) {
+        matched.push(row.uid);
+        highestModSeq = Math.max(highestModSeq, row.modSeq);
+      }
+    }
+  }
+  return { uids: matched, highestModSeq: usesModSeq(criteria) ? highestModSeq : null };
+}
+
+function candidate(ctx: SearchContext, flags: MessageFlags, row: MessageWithMeta | null): Candidate {
+  let meta: Promise<ParsedMeta> | null = null;
+  let header: Promise<Buffer> | null = null;
+  let body: Promise<string> | null = null;
+  const c: Candidate = {
+    seq: ctx.box.seqOf(flags.uid),
+    flags,
+    row,
+    meta() {
+      meta ??= ensureBlobMeta(ctx.mail, ctx.blobs, row!).then(parseBlobMeta);
+      return meta;
+    },
+    header() {
+      header ??= c.meta().then(async (m) => readHead(ctx, row!, row!.prefix.length + m.structure.bodyStart));
+      return header;
+    },
+    bodyText() {
+      body ??= c.meta().then((m) => extractText(ctx, row!, m.structure));
+      return body;
+    },
+  };
+  return c;
+}
+
+/** Bytes [0, end) of the message: the whole message when small, else only the range. */
+async function readHead(ctx: SearchContext, row: MessageWithMeta, end: number): Promise<Buffer> {
+  if (row.size <= WHOLE_READ_LIMIT) return (await ctx.mail.readMessage(row)).subarray(0, end);
+  const parts: Buffer[] = [row.prefix];
+  const blobEnd = Math.max(0, end - row.prefix.length);
+  for await (const chunk of ctx.blobs.open(row.blobHash, { start: 0, end: blobEnd }) as AsyncIterable<Buffer>) parts.push(chunk);
+  return Buffer.concat(parts).subarray(0, end);
+}
+
+/** The decoded text of the message's text parts, for BODY and TEXT. */
+async function extractText(ctx: SearchContext, row: MessageWithMeta, root: MimePart): Promise<string> {
+  if (row.size > BODY_SEARCH_LIMIT) return '';
+  const bytes = await ctx.mail.readMessage(row);
+  const shift = row.prefix.length;
+  const texts: string[] = [];
+  const visit = (part: MimePart, depth: number): void => {
+    if (depth > 20) return;
+    if (isMultipart(part) || isMessagePart(part)) {
+      for (const child of part.parts) visit(child, depth + 1);
+      return;
+    }
+    if (part.type !== 'text') return;
+    const raw = bytes.subarray(shift + part.bodyStart, shift + part.end);
+    const decoded = decodeTransferEncoding(raw, part.encoding) ?? raw;
+    const charset = decodedParam(part.params, 'charset') ?? 'us-ascii';
+    texts.push(decodeCharset(decoded, charset));
+  };
+  visit(root, 0);
+  return texts.join('\n');
+}
+
+function decodeCharset(bytes: Buffer, charset: string): string {
+  const name = charset.toLowerCase();
+  if (name === 'utf-8' || name === 'us-ascii' || name === 'utf8') return bytes.toString('utf8');
+  try {
+    if (iconv.encodingExists(name)) return iconv.decode(bytes, name);
+  } catch {
+    // unknown: fall back below
+  }
+  return bytes.toString('latin1');
+}
+
+function decodeWords(value: string): string {
+  try {
+    return libmime.decodeWords(value);
+  } catch {
+    return value;
+  }
+}
+
+function addressText(list: EnvelopeAddress[] | null): string {
+  if (!list) return '';
+  return list
+    .map((a) => [a.name ? decodeWords(a.name) : '', a.mailbox && a.host ? `<${a.mailbox}@${a.host}>` : (a.mailbox ?? '')].join(' '))
+    .join(', ');
+}
+
+function contains(haystack: string, needle: string): boolean {
+  if (needle === '') return true;
+  return haystack.toLowerCase().includes(needle.toLowerCase());
+}
+
+/** Day of a date as YYYY-MM-DD, in the date's own zone for sent dates (rfc9051 6.4.4). */
+function sentDay(dateHeader: string | null): string | null {
+  if (!dateHeader) return null;
+  const m = /(\d{1,2})\s+([A-Za-z]{3})\w*\s+(\d{2,4})/.exec(dateHeader);
+  if (!m) return null;
+  const month = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'].indexOf(m[2]!.toLowerCase());
+  if (month < 0) return null;
+  let year = Number(m[3]);
+  if (year < 50) year += 2000;
+  else if (year < 1000) year += 1900;
+  return `${String(year).padStart(4, '0')}-${String(month + 1).padStart(2, '0')}-${m[1]!.padStart(2, '0')}`;
+}
+
+function compareDay(day: string | null, op: 'before' | 'on' | 'since', target: string): boolean {
+  if (day === null) return false;
+  if (op === 'before') return day < target;
+  if (op === 'on') return day === target;
+  return day >= target;
+}
+
+/** Sequence and UID sets of the criteria, resolved once per search. */
+class SetCache {
+  private readonly cache = new Map<SearchKey, Set<number>>();
+  constructor(private readonly ctx: SearchContext) {}
+
+  uids(key: Extract<SearchKey, { kind: 'seq' | 'uid' }>): Set<number> {
+    let set = this.cache.get(key);
+    if (!set) {
+      const { box, saved } = this.ctx;
+      if (key.kind === 'uid') set = new Set(resolveUidSet(box, key.set, saved));
+      else {
+        const r = resolveSequenceSet(box, key.set, saved);
+        set = new Set(r.ok ? r.uids : []);
+      }
+      this.cache.set(key, set);
+    }
+    return set;
+  }
+}
+
+async function matches(c: Candidate, key: SearchKey, sets: SetCache): Promise<boolean> {
+  switch (key.kind) {
+    case 'all':
+      return true;
+    case 'flag': {
+      const want = key.flag.toLowerCase();
+      return c.flags.flags.some((f) => f.toLowerCase() === want) === key.set;
+    }
+    case 'new':
+    case 'recent':
+      return false; // \Recent is never set here
+    case 'old':
+      return true;
+    case 'seq':
+    case 'uid':
+      return sets.uids(key).has(c.flags.uid);
+    case 'modseq':
+      return c.flags.modSeq >= key.modSeq;
+    case 'size':
+      return key.op === 'larger' ? c.row!.size > key.size : c.row!.size < key.size;
+    case 'older':
+      return c.row!.internalDate.getTime() <= Date.now() - key.seconds * 1000;
+    case 'younger':
+      return c.row!.internalDate.getTime() >= Date.now() - key.seconds * 1000;
+    case 'date': {
+      if (key.which === 'internal') return compareDay(c.row!.internalDate.toISOString().slice(0, 10), key.op, key.date);
+      return compareDay(sentDay((await c.meta()).envelope.date), key.op, key.date);
+    }
+    case 'header': {
+      const env = (await c.meta()).envelope;
+      switch (key.field) {
+        case 'SUBJECT':
+          return env.subject !== null && contains(decodeWords(env.subject), key.value);
+        case 'FROM':
+          return contains(addressText(env.from), key.value) && env.from !== null;
+        case 'TO':
+          return env.to !== null && contains(addressText(env.to), key.value);
+        case 'CC':
+          return env.cc !== null && contains(addressText(env.cc), key.value);
+        case 'BCC':
+          return env.bcc !== null && contains(addressText(env.bcc), key.value);
+      }
+      const block = parseHeaderBlock(await c.header(), { final: true });
+      const name = key.field.toLowerCase();
+      return block.fields.some((f) => f.name.toLowerCase() === name && contains(decodeWords(f.value), key.value));
+    }
+    case 'body':
+      return contains(await c.bodyText(), key.value);
+    case 'text': {
+      if (contains((await c.header()).toString('utf8'), key.value)) return true;
+      const block = parseHeaderBlock(await c.header(), { final: true });
+      if (block.fields.some((f) => contains(decodeWords(f.value), key.value))) return true;
+      return contains(await c.bodyText(), key.value);
+    }
+    case 'not':
+      return !(await matches(c, key.key, sets));
+    case 'or':
+      return (await matches(c, key.a, sets)) || matches(c, key.b, sets);
+    case 'and':
+      for (const k of key.keys) if (!(await matches(c, k, sets))) return false;
+      return true;
+  }
+}

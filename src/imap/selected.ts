@@ -1,0 +1,213 @@
+/**
+ * The selected mailbox as one session sees it: the sequence-number map (UIDs in order) and the
+ * changes other sessions and deliveries made that this session has not told its client yet.
+ *
+ * Invariants
+ * - `uids` is what the client believes: sequence number n is uids[n - 1]. It changes only when
+ *   the session sends EXISTS (appends at the end) or EXPUNGE/VANISHED (removes), so sequence
+ *   numbers stay consistent while other sessions expunge (rfc9051 7.5.1, 5.5).
+ * - Changes arrive as store events (never by polling) and wait in `pending` until the session
+ *   may send them: every update at a command's end, but no expunge during FETCH, STORE or
+ *   SEARCH by sequence number (rfc9051 7.5.1), and everything at once while IDLE.
+ * - Events about UIDs the session never saw (expunged before SELECT read the list, or added and
+ *   removed meanwhile) are dropped, so the client is never told of a message it cannot address.
+ */
+import type { MailEvent } from '../store/types.js';
+import { flagList } from './wire.js';
+
+export interface SelectedOptions {
+  mailboxId: number;
+  name: string;
+  uidValidity: number;
+  readOnly: boolean;
+  uids: number[];
+}
+
+type PendingUpdate =
+  | { type: 'exists'; uid: number }
+  | { type: 'flags'; uid: number; modSeq: number; flags: string[] }
+  | { type: 'expunge'; uid: number };
+
+export interface UpdateFormat {
+  /** CONDSTORE is active: FETCH updates carry MODSEQ. */
+  condstore: boolean;
+  /** QRESYNC is enabled: VANISHED instead of EXPUNGE (rfc7162 3.2.10). */
+  qresync: boolean;
+}
+
+export class SelectedMailbox {
+  readonly mailboxId: number;
+  readonly name: string;
+  readonly uidValidity: number;
+  readonly readOnly: boolean;
+  private uids: number[];
+  private pending: PendingUpdate[] = [];
+  /** Highest UID the client has been told of. */
+  private lastUid: number;
+  /** Set by a mailbox deletion or rename: the session must tell the client and close the box. */
+  gone = false;
+
+  constructor(options: SelectedOptions) {
+    this.mailboxId = options.mailboxId;
+    this.name = options.name;
+    this.uidValidity = options.uidValidity;
+    this.readOnly = options.readOnly;
+    this.uids = options.uids;
+    this.lastUid = options.uids.length > 0 ? options.uids[options.uids.length - 1]! : 0;
+  }
+
+  get count(): number {
+    return this.uids.length;
+  }
+
+  /** UIDs in sequence order; do not modify. */
+  get uidList(): readonly number[] {
+    return this.uids;
+  }
+
+  get maxUid(): number {
+    return this.lastUid;
+  }
+
+  uidAt(seq: number): number | undefined {
+    return this.uids[seq - 1];
+  }
+
+  /** Sequence number of a UID the client knows, or 0. */
+  seqOf(uid: number): number {
+    let lo = 0;
+    let hi = this.uids.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = this.uids[mid]!;
+      if (v === uid) return mid + 1;
+      if (v < uid) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return 0;
+  }
+
+  /** Records a store event for this mailbox. */
+  onEvent(event: MailEvent): void {
+    if (event.mailboxId !== this.mailboxId) return;
+    switch (event.type) {
+      case 'exists':
+        if (event.uid > this.lastUid || this.pending.some((p) => p.type === 'expunge' && p.uid === event.uid)) {
+          this.pending.push({ type: 'exists', uid: event.uid });
+        }
+        return;
+      case 'flags':
+        this.pending.push({ type: 'flags', uid: event.uid, modSeq: event.modSeq, flags: event.flags });
+        return;
+      case 'expunge':
+        this.pending.push({ type: 'expunge', uid: event.uid });
+        return;
+      case 'mailbox':
+        if (event.change !== 'created') this.gone = true;
+        return;
+    }
+  }
+
+  /** Drops flag updates this session caused itself and already reported (or chose not to). */
+  forgetOwnFlagChanges(changes: Array<{ uid: number; modSeq: number }>): void {
+    if (changes.length === 0 || this.pending.length === 0) return;
+    const own = new Map(changes.map((c) => [c.uid, c.modSeq]));
+    this.pending = this.pending.filter((p) => p.type !== 'flags' || (own.get(p.uid) ?? 0) < p.modSeq);
+  }
+
+  /** Removes UIDs this session expunged itself and reported; returns their sequence numbers. */
+  expungeOwn(uids: number[]): number[] {
+    const gone = new Set(uids);
+    this.pending = this.pending.filter((p) => !(p.type === 'expunge' && gone.has(p.uid)));
+    return this.removeUids(gone);
+  }
+
+  get hasPending(): boolean {
+    return this.pending.length > 0;
+  }
+
+  /**
+   * The untagged responses for pending changes, applied to the sequence map. With
+   * `allowExpunge` false, expunges stay pending (and so do flag updates of those messages).
+   */
+  takeUpdates(allowExpunge: boolean, format: UpdateFormat): string[] {
+    if (this.pending.length === 0) return [];
+    const out: string[] = [];
+    const pending = this.pending;
+    this.pending = [];
+    const expunged = new Set<number>();
+    const kept: PendingUpdate[] = [];
+    for (const p of pending) if (p.type === 'expunge') expunged.add(p.uid);
+
+    if (allowExpunge && expunged.size > 0) {
+      const known = [...expunged].filter((uid) => this.seqOf(uid) > 0);
+      if (format.qresync) {
+        if (known.length > 0) out.push(`* VANISHED ${compressUids(known)}\r\n`);
+        this.removeUids(new Set(known));
+      } else {
+        // Highest sequence number first, so each number is right when the client applies it.
+        const seqs = known.map((uid) => this.seqOf(uid)).sort((a, b) => b - a);
+        for (const seq of seqs) out.push(`* ${seq} EXPUNGE\r\n`);
+        this.removeUids(new Set(known));
+      }
+    }
+    let added = false;
+    const flagsByUid = new Map<number, { modSeq: number; flags: string[] }>();
+    for (const p of pending) {
+      if (p.type === 'expunge') {
+        if (!allowExpunge) kept.push(p);
+        continue;
+      }
+      if (p.type === 'exists') {
+        if (expunged.has(p.uid) && allowExpunge) continue;
+        if (p.uid > this.lastUid) {
+          this.uids.push(p.uid);
+          this.lastUid = p.uid;
+          added = true;
+        }
+        continue;
+      }
+      if (expunged.has(p.uid)) {
+        if (!allowExpunge) kept.push(p);
+        continue;
+      }
+      const prev = flagsByUid.get(p.uid);
+      if (!prev || prev.modSeq <= p.modSeq) flagsByUid.set(p.uid, { modSeq: p.modSeq, flags: p.flags });
+    }
+    for (const [uid, { modSeq, flags }] of flagsByUid) {
+      const seq = this.seqOf(uid);
+      if (seq === 0) continue;
+      const modseq = format.condstore ? ` MODSEQ (${modSeq})` : '';
+      out.push(`* ${seq} FETCH (UID ${uid} FLAGS ${flagList(flags)}${modseq})\r\n`);
+    }
+    if (added) out.push(`* ${this.uids.length} EXISTS\r\n`);
+    this.pending = kept.concat(this.pending);
+    return out;
+  }
+
+  private removeUids(gone: Set<number>): number[] {
+    if (gone.size === 0) return [];
+    const seqs: number[] = [];
+    const next: number[] = [];
+    this.uids.forEach((uid, i) => {
+      if (gone.has(uid)) seqs.push(i + 1);
+      else next.push(uid);
+    });
+    this.uids = next;
+    return seqs;
+  }
+}
+
+/** `1:3,7` from a list of UIDs. */
+export function compressUids(uids: number[]): string {
+  const sorted = [...new Set(uids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  let i = 0;
+  while (i < sorted.length) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}:${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
