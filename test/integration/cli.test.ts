@@ -313,11 +313,11 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-test('fulmar start --port-offset N with a config without [ports]: SMTP on 25+N, submission on 587+N, SMTPS on 465+N, POP3 on 110+N, POP3S on 995+N', async () => {
+test('fulmar start --port-offset N with a config without [ports]: SMTP on 25+N, submission on 587+N, SMTPS on 465+N, POP3 on 110+N, POP3S on 995+N, IMAP on 143+N, IMAPS on 993+N', async () => {
   let offset = 0;
   for (let i = 0; i < 50 && offset === 0; i++) {
     const n = 20000 + Math.floor(Math.random() * 30000);
-    const ports = [25, 587, 465, 110, 995].map((p) => p + n);
+    const ports = [25, 587, 465, 110, 995, 143, 993].map((p) => p + n);
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) offset = n;
   }
   assert.ok(offset > 0, 'found free ports');
@@ -364,6 +364,8 @@ test('fulmar start --port-offset N with a config without [ports]: SMTP on 25+N, 
         ['submission', 587 + offset],
         ['pop3', 110 + offset],
         ['pop3s', 995 + offset],
+        ['imap', 143 + offset],
+        ['imaps', 993 + offset],
       ].sort(),
     );
     const mx = await SmtpWire.open(25 + offset);
