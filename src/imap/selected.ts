@@ -13,7 +13,7 @@
  *   removed meanwhile) are dropped, so the client is never told of a message it cannot address.
  */
 import type { MailEvent } from '../store/types.js';
-import { flagList } from './wire.js';
+import { flagList, formatNumberSet } from './wire.js';
 
 export interface SelectedOptions {
   mailboxId: number;
@@ -44,7 +44,7 @@ export class SelectedMailbox {
   private pending: PendingUpdate[] = [];
   /** Highest UID the client has been told of. */
   private lastUid: number;
-  /** Set by a mailbox deletion or rename: the session must tell the client and close the box. */
+  /** Set when another session deleted the mailbox: the session must tell the client. */
   gone = false;
 
   constructor(options: SelectedOptions) {
@@ -103,7 +103,8 @@ export class SelectedMailbox {
         this.pending.push({ type: 'expunge', uid: event.uid });
         return;
       case 'mailbox':
-        if (event.change !== 'created') this.gone = true;
+        // A rename keeps the mailbox (and its UIDs); a deletion leaves nothing to show.
+        if (event.change === 'deleted') this.gone = true;
         return;
     }
   }
@@ -142,7 +143,7 @@ export class SelectedMailbox {
     if (allowExpunge && expunged.size > 0) {
       const known = [...expunged].filter((uid) => this.seqOf(uid) > 0);
       if (format.qresync) {
-        if (known.length > 0) out.push(`* VANISHED ${compressUids(known)}\r\n`);
+        if (known.length > 0) out.push(`* VANISHED ${formatNumberSet(known)}\r\n`);
         this.removeUids(new Set(known));
       } else {
         // Highest sequence number first, so each number is right when the client applies it.
@@ -196,18 +197,4 @@ export class SelectedMailbox {
     this.uids = next;
     return seqs;
   }
-}
-
-/** `1:3,7` from a list of UIDs. */
-export function compressUids(uids: number[]): string {
-  const sorted = [...new Set(uids)].sort((a, b) => a - b);
-  const parts: string[] = [];
-  let i = 0;
-  while (i < sorted.length) {
-    let j = i;
-    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
-    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}:${sorted[j]}`);
-    i = j + 1;
-  }
-  return parts.join(',');
 }

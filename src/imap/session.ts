@@ -246,6 +246,11 @@ export class ImapSession {
           return;
         }
         await this.discardStreamed();
+        if (event.reason === 'bad-literal') {
+          // A malformed literal announcement: where the next command starts is unknowable.
+          this.out.text(`${event.tag ?? '*'} BAD ${event.message}\r\n`);
+          return this.close('* BYE Invalid literal; closing the connection\r\n', 'bad-literal');
+        }
         return this.bad(event.tag, event.message);
       }
       case 'command':

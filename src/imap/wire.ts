@@ -184,6 +184,11 @@ export function sequenceSetIncludes(set: SequenceSet, n: number, max: number, sa
 }
 
 /** A parsed sequence set back in wire form (for logs and ESEARCH echoes). */
+/** A set of numbers in any order, sorted and deduplicated first (VANISHED, ESEARCH ALL, MODIFIED). */
+export function formatNumberSet(numbers: readonly number[]): string {
+  return formatSequenceSet([...new Set(numbers)].sort((a, b) => a - b));
+}
+
 export function formatSequenceSetAst(set: SequenceSet): string {
   if (set.kind === 'saved') return '$';
   return set.ranges.map((r) => (r.from === r.to ? String(r.from) : `${r.from}:${r.to}`)).join(',');

@@ -13,8 +13,8 @@
 import { MessageMetaBuilder } from '../../pipeline/message-meta.js';
 import type { BlobMeta, StagedBlob } from '../../store/types.js';
 import type { AppendMessage, Command } from '../ast.js';
-import { compressUids } from '../selected.js';
 import type { ImapSession } from '../session.js';
+import { formatNumberSet } from '../wire.js';
 import type { Completion } from './table.js';
 
 type Cmd<N extends Command['name']> = Extract<Command, { name: N }>;
@@ -56,7 +56,7 @@ export async function append(session: ImapSession, _tag: string, command: Cmd<'A
     );
     staged.length = 0; // committed: the blobs belong to the store now
     const uids = outcomes.map((o) => o.delivered[0]!.uid);
-    return { status: 'OK', code: `APPENDUID ${box.uidValidity} ${compressUids(uids)}`, text: 'APPEND completed' };
+    return { status: 'OK', code: `APPENDUID ${box.uidValidity} ${formatNumberSet(uids)}`, text: 'APPEND completed' };
   } finally {
     for (const s of staged) await blobs.discard(s.blob).catch(() => {});
   }

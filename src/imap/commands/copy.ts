@@ -1,8 +1,8 @@
 /** COPY, MOVE and their UID forms (rfc9051 6.4.7-6.4.8, rfc6851), answering COPYUID (rfc4315). */
 import type { Command } from '../ast.js';
-import { compressUids } from '../selected.js';
 import type { ImapSession } from '../session.js';
 import { resolveSequenceSet, resolveUidSet } from '../sequence.js';
+import { formatSequenceSet } from '../wire.js';
 import type { Completion } from './table.js';
 
 type Cmd<N extends Command['name']> = Extract<Command, { name: N }>;
@@ -24,7 +24,7 @@ export async function copyOrMove(session: ImapSession, _tag: string, command: Cm
   if (!target) return { status: 'NO', code: 'TRYCREATE', text: 'No such mailbox' };
   if (uids.length === 0) return { status: 'OK', text: `${command.name} completed (no messages)` };
   const result = move ? await mail.moveMessages(box.mailboxId, uids, target.id) : await mail.copyMessages(box.mailboxId, uids, target.id);
-  const code = `COPYUID ${result.uidValidity} ${compressUids(result.mapping.map(([from]) => from))} ${compressUids(result.mapping.map(([, to]) => to))}`;
+  const code = `COPYUID ${result.uidValidity} ${formatSequenceSet(result.mapping.map(([from]) => from))} ${formatSequenceSet(result.mapping.map(([, to]) => to))}`;
   if (move) {
     // rfc6851 4.3: COPYUID goes in an untagged OK before the expunges.
     session.out.text(`* OK [${code}] Moved\r\n`);

@@ -8,9 +8,9 @@
  */
 import type { Command, FetchAttribute } from '../ast.js';
 import { formatFlagsResponse, needsOnlyFlags, setsSeen, UnknownTransferEncoding, writeFetchResponse, type FetchContext } from '../fetch.js';
-import { compressUids } from '../selected.js';
 import type { ImapSession } from '../session.js';
 import { resolveSequenceSet, resolveUidSet } from '../sequence.js';
+import { formatNumberSet } from '../wire.js';
 import type { Completion } from './table.js';
 
 type Cmd<N extends Command['name']> = Extract<Command, { name: N }>;
@@ -63,7 +63,7 @@ export async function fetch(session: ImapSession, _tag: string, command: Cmd<'FE
         return uid >= Math.min(a, b) && uid <= Math.max(a, b);
       }),
     );
-    if (vanished.length > 0) session.out.text(`* VANISHED (EARLIER) ${compressUids(vanished)}\r\n`);
+    if (vanished.length > 0) session.out.text(`* VANISHED (EARLIER) ${formatNumberSet(vanished)}\r\n`);
   }
   if (uids.length === 0) return { status: 'OK', text: 'FETCH completed' };
 

@@ -7,9 +7,8 @@
  */
 import type { Command } from '../ast.js';
 import { runSearch } from '../search.js';
-import { compressUids } from '../selected.js';
 import type { ImapSession } from '../session.js';
-import { quoted } from '../wire.js';
+import { quoted, formatNumberSet } from '../wire.js';
 import type { Completion } from './table.js';
 
 type Cmd<N extends Command['name']> = Extract<Command, { name: N }>;
@@ -50,7 +49,7 @@ export async function search(session: ImapSession, tag: string, command: Cmd<'SE
   if (numbers.length > 0) {
     if (wanted.has('MIN')) parts.push(`MIN ${numbers[0]}`);
     if (wanted.has('MAX')) parts.push(`MAX ${numbers[numbers.length - 1]}`);
-    if (wanted.has('ALL')) parts.push(`ALL ${compressUids(numbers)}`);
+    if (wanted.has('ALL')) parts.push(`ALL ${formatNumberSet(numbers)}`);
   }
   if (wanted.has('COUNT')) parts.push(`COUNT ${numbers.length}`);
   if (result.highestModSeq !== null && numbers.length > 0) parts.push(`MODSEQ ${result.highestModSeq}`);

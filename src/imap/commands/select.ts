@@ -6,10 +6,10 @@
  * (SELECT QRESYNC), 3.2.11 ([CLOSED]); rfc4315 2.1 (UID EXPUNGE); rfc3691 (UNSELECT).
  */
 import type { Command, QresyncParams } from '../ast.js';
-import { SelectedMailbox, compressUids } from '../selected.js';
+import { SelectedMailbox } from '../selected.js';
 import type { ImapSession } from '../session.js';
 import { resolveUidSet, uidSetContains } from '../sequence.js';
-import { flagList, mailboxName } from '../wire.js';
+import { flagList, mailboxName, formatNumberSet } from '../wire.js';
 import type { Completion } from './table.js';
 
 type Cmd<N extends Command['name']> = Extract<Command, { name: N }>;
@@ -80,7 +80,7 @@ async function resync(session: ImapSession, view: SelectedMailbox, q: QresyncPar
   const { mail } = session.services;
   let vanished = await mail.listVanished(view.mailboxId, q.modSeq);
   if (q.knownUids) vanished = vanished.filter((uid) => uidSetContains(q.knownUids!, uid, view.maxUid));
-  if (vanished.length > 0) session.out.text(`* VANISHED (EARLIER) ${compressUids(vanished)}\r\n`);
+  if (vanished.length > 0) session.out.text(`* VANISHED (EARLIER) ${formatNumberSet(vanished)}\r\n`);
   const known = q.knownUids ? resolveUidSet(view, q.knownUids, null) : [...view.uidList];
   for (const m of await mail.listFlags(view.mailboxId, known, q.modSeq)) {
     const seq = view.seqOf(m.uid);

@@ -3,10 +3,9 @@
  * (rfc7162 3.1.3).
  */
 import type { Command } from '../ast.js';
-import { compressUids } from '../selected.js';
 import type { ImapSession } from '../session.js';
 import { resolveSequenceSet, resolveUidSet } from '../sequence.js';
-import { flagList } from '../wire.js';
+import { flagList, formatNumberSet } from '../wire.js';
 import type { Completion } from './table.js';
 
 type Cmd<N extends Command['name']> = Extract<Command, { name: N }>;
@@ -53,7 +52,7 @@ export async function store(session: ImapSession, _tag: string, command: Cmd<'ST
   }
   if (result.modified.length > 0) {
     const set = command.uid ? result.modified : result.modified.map((uid) => box.seqOf(uid)).filter((n) => n > 0);
-    return { status: 'OK', code: `MODIFIED ${compressUids(set)}`, text: 'Conditional STORE failed for some messages' };
+    return { status: 'OK', code: `MODIFIED ${formatNumberSet(set)}`, text: 'Conditional STORE failed for some messages' };
   }
   return { status: 'OK', text: 'STORE completed' };
 }
