@@ -11,11 +11,11 @@
  */
 import iconv from 'iconv-lite';
 import libmime from 'libmime';
-import type { EnvelopeAddress } from '../message/envelope.js';
+import type { Envelope, EnvelopeAddress } from '../message/envelope.js';
 import { parseHeaderBlock } from '../message/header.js';
 import { decodedParam, isMessagePart, isMultipart, type MimePart } from '../message/mime.js';
 import { decodeTransferEncoding } from '../message/transfer-decode.js';
-import { ensureBlobMeta, parseBlobMeta, type ParsedMeta } from '../pipeline/message-meta.js';
+import { ensureBlobMeta, parseBlobMeta, parseEnvelope, type ParsedMeta } from '../pipeline/message-meta.js';
 import type { BlobStore, MailStore, MessageFlags, MessageWithMeta } from '../store/types.js';
 import type { SearchKey } from './ast.js';
 import type { SelectedMailbox } from './selected.js';
@@ -85,6 +85,8 @@ interface Candidate {
   seq: number;
   flags: MessageFlags;
   row: MessageWithMeta | null;
+  /** Only the envelope: header keys on FROM/TO/CC/BCC/SUBJECT and sent dates need no more. */
+  envelope(): Promise<Envelope>;
   meta(): Promise<ParsedMeta>;
   header(): Promise<Buffer>;
   bodyText(): Promise<string>;
@@ -122,12 +124,17 @@ export async function runSearch(ctx: SearchContext, criteria: SearchKey): Promis
 
 function candidate(ctx: SearchContext, flags: MessageFlags, row: MessageWithMeta | null): Candidate {
   let meta: Promise<ParsedMeta> | null = null;
+  let envelope: Promise<Envelope> | null = null;
   let header: Promise<Buffer> | null = null;
   let body: Promise<string> | null = null;
   const c: Candidate = {
     seq: ctx.box.seqOf(flags.uid),
     flags,
     row,
+    envelope() {
+      envelope ??= ensureBlobMeta(ctx.mail, ctx.blobs, row!).then(parseEnvelope);
+      return envelope;
+    },
     meta() {
       meta ??= ensureBlobMeta(ctx.mail, ctx.blobs, row!).then(parseBlobMeta);
       return meta;
@@ -272,10 +279,10 @@ async function matches(c: Candidate, key: SearchKey, sets: SetCache): Promise<bo
       return c.row!.internalDate.getTime() >= Date.now() - key.seconds * 1000;
     case 'date': {
       if (key.which === 'internal') return compareDay(c.row!.internalDate.toISOString().slice(0, 10), key.op, key.date);
-      return compareDay(sentDay((await c.meta()).envelope.date), key.op, key.date);
+      return compareDay(sentDay((await c.envelope()).date), key.op, key.date);
     }
     case 'header': {
-      const env = (await c.meta()).envelope;
+      const env = await c.envelope();
       switch (key.field) {
         case 'SUBJECT':
           return env.subject !== null && contains(decodeWords(env.subject), key.value);

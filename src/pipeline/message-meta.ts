@@ -27,7 +27,8 @@ export class MessageMetaBuilder {
 }
 
 export function toBlobMeta(root: MimePart): BlobMeta {
-  return { envelope: JSON.stringify(root.envelope ?? null), structure: JSON.stringify(root) };
+  // The root's envelope is stored once, in `envelope`; parseBlobMeta puts it back.
+  return { envelope: JSON.stringify(root.envelope ?? null), structure: JSON.stringify({ ...root, envelope: null }) };
 }
 
 export interface ParsedMeta {
@@ -35,10 +36,29 @@ export interface ParsedMeta {
   structure: MimePart;
 }
 
+/** The envelope alone (cheaper than the whole structure). */
+export function parseEnvelope(meta: BlobMeta): Envelope {
+  return (JSON.parse(meta.envelope) as Envelope | null) ?? EMPTY_ENVELOPE;
+}
+
 export function parseBlobMeta(meta: BlobMeta): ParsedMeta {
   const structure = JSON.parse(meta.structure) as MimePart;
-  return { structure, envelope: (JSON.parse(meta.envelope) as Envelope | null) ?? structure.envelope! };
+  structure.envelope ??= JSON.parse(meta.envelope) as Envelope | null;
+  return { structure, envelope: structure.envelope ?? EMPTY_ENVELOPE };
 }
+
+const EMPTY_ENVELOPE: Envelope = {
+  date: null,
+  subject: null,
+  from: null,
+  sender: null,
+  replyTo: null,
+  to: null,
+  cc: null,
+  bcc: null,
+  inReplyTo: null,
+  messageId: null,
+};
 
 /** The cached meta of a message's blob, computing and caching it when absent. */
 export async function ensureBlobMeta(
