@@ -667,11 +667,11 @@ test('mailbox names with path tricks (../../etc, /abs, a//b, *, %, NUL) get NO o
   assert.ok(!existsSync(join(f.dataDir, 'etc')) && !existsSync(join(f.dataDir, '..', 'etc', 'passwd.imap')));
 });
 
-test('names with C1 controls, U+2028 or U+2029 are refused (rfc9051 5.1), as modified UTF-7 and as UTF-8', async () => {
+test('names with C1 controls, U+2028 or U+2029 are refused (rfc6855 3, rfc9051 5.1), as modified UTF-7 and as UTF-8', async () => {
   const user = await newUser('c1');
   const w = await ImapWire.login(f, user);
   try {
-    // rfc9051 5.1: mailbox names MUST NOT contain U+0000-U+001F, U+0080-U+009F, U+007F, U+2028, U+2029.
+    // rfc6855 3 / rfc9051 5.1: mailbox names MUST NOT contain U+0000-U+001F, U+0080-U+009F, U+007F, U+2028, U+2029.
     for (const wire of ['&AIU-', 'a&AIA-b', 'a&AJ8-', 'a&ICg-b', 'a&ICk-b', 'a&AAE-b']) {
       const r = await w.command(`CREATE "${wire}"`);
       assert.match(r.status, /^(NO|BAD)$/, `CREATE "${wire}": ${r.tagged.raw}`);
@@ -990,14 +990,15 @@ const FRAGMENTS = [
   'ENVELOPE', 'RFC822', '&AOk-', '&', '\u00e9', '\0',
 ];
 
-test('random bytes and IMAP fragments for 3 s on logged-in, selected connections: no crash, no internal error', async (t) => {
+test('random bytes and IMAP fragments for 3 s on logged-in, selected connections: no crash, no internal error', { timeout: 600_000 }, async (t) => {
   const user = await newUser('fuzz', 3);
   const seed = Number(process.env.IMAP_FUZZ_SEED ?? Date.now() % 1_000_000);
-  t.diagnostic(`seed ${seed} (IMAP_FUZZ_SEED to replay)`);
+  const duration = Number(process.env.IMAP_FUZZ_MS ?? 3000);
+  t.diagnostic(`seed ${seed} (IMAP_FUZZ_SEED to replay), ${duration} ms (IMAP_FUZZ_MS)`);
   const rand = rng(seed);
   const pick = <T>(a: readonly T[]): T => a[Math.floor(rand() * a.length)]!;
   const errorsBefore = f.events('imap.internal_error').length;
-  const deadline = Date.now() + 3000;
+  const deadline = Date.now() + duration;
   let connections = 0;
   let bytes = 0;
   while (Date.now() < deadline) {
