@@ -314,8 +314,9 @@ class Reader {
       } catch {
         return bad(`${what} is not valid UTF-8`);
       }
-      // rfc6855 3: names are Net-Unicode (rfc5198 2), which has no control characters.
-      if (/[\x00-\x1f\x7f]/.test(name)) bad(`${what} contains a control character`);
+      // rfc6855 3, rfc9051 5.1: names are Net-Unicode (rfc5198 2): no C0 or C1 controls, no
+      // U+2028/U+2029.
+      if (/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(name)) bad(`${what} contains a control character`);
       return name;
     }
     const name = bytes.every((b) => b < 0x80) ? decodeMailboxName(bytes.toString('latin1')) : null;

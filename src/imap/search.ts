@@ -80,27 +80,73 @@ function usesModSeq(key: SearchKey): boolean {
   return false;
 }
 
-/** What one message offers to the matcher; deeper facts are loaded on first use. */
+/** What one message offers to the matcher; deeper facts are loaded on first use, once. */
 interface Candidate {
   seq: number;
   flags: MessageFlags;
   row: MessageWithMeta | null;
   /** Only the envelope: header keys on FROM/TO/CC/BCC/SUBJECT and sent dates need no more. */
   envelope(): Promise<Envelope>;
-  meta(): Promise<ParsedMeta>;
-  header(): Promise<Buffer>;
+  /** Header fields as [lower-cased name, lower-cased decoded value]. */
+  headerFields(): Promise<Array<[string, string]>>;
+  /** The decoded text parts, lower-cased. */
   bodyText(): Promise<string>;
+  /** Results of substring tests already made on this message, by haystack and needle. */
+  memo: Map<string, boolean>;
 }
 
-export async function runSearch(ctx: SearchContext, criteria: SearchKey): Promise<SearchResult> {
+/**
+ * More distinct text keys (BODY, TEXT, HEADER) than this in one SEARCH is refused: each costs a
+ * scan of every message's text. Repeated keys are free (memoised per message).
+ */
+export const MAX_TEXT_KEYS = 100;
+
+export function countTextKeys(key: SearchKey, seen = new Set<string>()): number {
+  if (key.kind === 'not') countTextKeys(key.key, seen);
+  else if (key.kind === 'or') {
+    countTextKeys(key.a, seen);
+    countTextKeys(key.b, seen);
+  } else if (key.kind === 'and') for (const k of key.keys) countTextKeys(k, seen);
+  else if (key.kind === 'body' || key.kind === 'text') seen.add(`${key.kind}\0${key.value.toLowerCase()}`);
+  else if (key.kind === 'header') seen.add(`${key.field}\0${key.value.toLowerCase()}`);
+  return seen.size;
+}
+
+/** The criteria with every string lower-cased once, so matching never re-lower-cases them. */
+function lowerCased(key: SearchKey): SearchKey {
+  switch (key.kind) {
+    case 'header':
+      return { ...key, value: key.value.toLowerCase() };
+    case 'body':
+    case 'text':
+      return { ...key, value: key.value.toLowerCase() };
+    case 'not':
+      return { kind: 'not', key: lowerCased(key.key) };
+    case 'or':
+      return { kind: 'or', a: lowerCased(key.a), b: lowerCased(key.b) };
+    case 'and':
+      return { kind: 'and', keys: key.keys.map(lowerCased) };
+    default:
+      return key;
+  }
+}
+
+export async function runSearch(ctx: SearchContext, original: SearchKey): Promise<SearchResult> {
   const { box, mail } = ctx;
+  const criteria = lowerCased(original);
   const depth = depthOf(criteria);
   const sets = new SetCache(ctx);
   const uids = [...box.uidList];
   const matched: number[] = [];
   let highestModSeq = 0;
+  let slice = performance.now();
   for (let i = 0; i < uids.length; i += CHUNK) {
     const chunk = uids.slice(i, i + CHUNK);
+    if (performance.now() - slice > 20) {
+      // A long search must not stall every other session of the process.
+      await new Promise((resolve) => setImmediate(resolve));
+      slice = performance.now();
+    }
     if (depth === 0) {
       for (const f of await mail.listFlags(box.mailboxId, chunk)) {
         const c = candidate(ctx, f, null);
@@ -125,30 +171,33 @@ export async function runSearch(ctx: SearchContext, criteria: SearchKey): Promis
 function candidate(ctx: SearchContext, flags: MessageFlags, row: MessageWithMeta | null): Candidate {
   let meta: Promise<ParsedMeta> | null = null;
   let envelope: Promise<Envelope> | null = null;
-  let header: Promise<Buffer> | null = null;
+  let fields: Promise<Array<[string, string]>> | null = null;
   let body: Promise<string> | null = null;
-  const c: Candidate = {
+  const getMeta = (): Promise<ParsedMeta> => {
+    meta ??= ensureBlobMeta(ctx.mail, ctx.blobs, row!).then(parseBlobMeta);
+    return meta;
+  };
+  return {
     seq: ctx.box.seqOf(flags.uid),
     flags,
     row,
+    memo: new Map(),
     envelope() {
       envelope ??= ensureBlobMeta(ctx.mail, ctx.blobs, row!).then(parseEnvelope);
       return envelope;
     },
-    meta() {
-      meta ??= ensureBlobMeta(ctx.mail, ctx.blobs, row!).then(parseBlobMeta);
-      return meta;
-    },
-    header() {
-      header ??= c.meta().then(async (m) => readHead(ctx, row!, row!.prefix.length + m.structure.bodyStart));
-      return header;
+    headerFields() {
+      fields ??= getMeta().then(async (m) => {
+        const head = await readHead(ctx, row!, row!.prefix.length + m.structure.bodyStart);
+        return parseHeaderBlock(head, { final: true }).fields.map((f): [string, string] => [f.name.toLowerCase(), decodeWords(f.value).toLowerCase()]);
+      });
+      return fields;
     },
     bodyText() {
-      body ??= c.meta().then((m) => extractText(ctx, row!, m.structure));
+      body ??= getMeta().then(async (m) => (await extractText(ctx, row!, m.structure)).toLowerCase());
       return body;
     },
   };
-  return c;
 }
 
 /** Bytes [0, end) of the message: the whole message when small, else only the range. */
@@ -208,9 +257,21 @@ function addressText(list: EnvelopeAddress[] | null): string {
     .join(', ');
 }
 
-function contains(haystack: string, needle: string): boolean {
+/** `needle` is lower-cased already (lowerCased); `haystack` is lower-cased here unless `lower`. */
+function contains(haystack: string, needle: string, lower = false): boolean {
   if (needle === '') return true;
-  return haystack.toLowerCase().includes(needle.toLowerCase());
+  return (lower ? haystack : haystack.toLowerCase()).includes(needle);
+}
+
+/** A substring test on a large text, made once per message and needle. */
+function memoContains(c: Candidate, where: string, haystack: string, needle: string): boolean {
+  const key = `${where}\0${needle}`;
+  let found = c.memo.get(key);
+  if (found === undefined) {
+    found = contains(haystack, needle, true);
+    c.memo.set(key, found);
+  }
+  return found;
 }
 
 /** Day of a date as YYYY-MM-DD, in the date's own zone for sent dates (rfc9051 6.4.4). */
@@ -295,17 +356,14 @@ async function matches(c: Candidate, key: SearchKey, sets: SetCache): Promise<bo
         case 'BCC':
           return env.bcc !== null && contains(addressText(env.bcc), key.value);
       }
-      const block = parseHeaderBlock(await c.header(), { final: true });
       const name = key.field.toLowerCase();
-      return block.fields.some((f) => f.name.toLowerCase() === name && contains(decodeWords(f.value), key.value));
+      return (await c.headerFields()).some(([n, v]) => n === name && contains(v, key.value, true));
     }
     case 'body':
-      return contains(await c.bodyText(), key.value);
+      return memoContains(c, 'body', await c.bodyText(), key.value);
     case 'text': {
-      if (contains((await c.header()).toString('utf8'), key.value)) return true;
-      const block = parseHeaderBlock(await c.header(), { final: true });
-      if (block.fields.some((f) => contains(decodeWords(f.value), key.value))) return true;
-      return contains(await c.bodyText(), key.value);
+      if ((await c.headerFields()).some(([n, v]) => contains(n, key.value, true) || contains(v, key.value, true))) return true;
+      return memoContains(c, 'body', await c.bodyText(), key.value);
     }
     case 'not':
       return !(await matches(c, key.key, sets));

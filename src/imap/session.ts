@@ -81,7 +81,7 @@ export class ImapSession {
   private errorsInRow = 0;
   private unsubscribe: (() => void) | null = null;
   /** A command waiting for the client's next line (IDLE's DONE, a SASL response). */
-  private lineHandler: ((line: string) => Promise<void>) | null = null;
+  private lineHandler: { tag: string; handle: (line: string) => Promise<void> } | null = null;
   private idling = false;
   private sink: LiteralSink | null = null;
   private readonly streamed = new Map<number, StreamedLiteral>();
@@ -239,13 +239,14 @@ export class ImapSession {
         return;
       }
       case 'error': {
-        if (event.reason === 'literal-rejected' && this.refusedLiteral) {
+        if (event.reason === 'literal-rejected') {
           const refused = this.refusedLiteral;
           this.refusedLiteral = null;
-          if (!refused.sync) return this.finishCommand(refused.tag ?? '*', { status: 'NO', code: 'TOOBIG', text: refused.text }, true);
-          return;
+          if (refused) return this.finishCommand(refused.tag ?? '*', { status: 'NO', code: 'TOOBIG', text: refused.text }, true);
+          return; // skipped after a continuation line announced one (see onLiteral)
         }
         await this.discardStreamed();
+        if (this.lineHandler) return this.failContinuation(event.message);
         if (event.reason === 'bad-literal') {
           // A malformed literal announcement: where the next command starts is unknowable.
           this.out.text(`${event.tag ?? '*'} BAD ${event.message}\r\n`);
@@ -259,6 +260,11 @@ export class ImapSession {
   }
 
   private async onLiteral(literal: LiteralAnnouncement): Promise<void> {
+    if (this.lineHandler) {
+      // A SASL response or IDLE's DONE is one plain line; a literal there is a client error.
+      this.framer.rejectLiteral();
+      return this.failContinuation('A literal is not allowed here');
+    }
     const refuse = async (text: string): Promise<void> => {
       this.framer.rejectLiteral();
       await this.discardStreamed();
@@ -310,7 +316,7 @@ export class ImapSession {
       this.lineHandler = null;
       const line = segments.length === 1 && segments[0]!.kind === 'text' ? segments[0]!.bytes.toString('latin1') : null;
       await this.discardStreamed();
-      return lineHandler(line ?? '');
+      return lineHandler.handle(line ?? '');
     }
     const parsed = parseCommand(segments, { utf8: this.utf8 });
     if (!parsed.ok) {
@@ -411,17 +417,29 @@ export class ImapSession {
     }
   }
 
-  /** Sends a continuation request; the client's next line goes to `handler`, not the parser. */
-  async continueWith(prompt: string, handler: (line: string) => Promise<void>): Promise<void> {
-    this.lineHandler = handler;
+  /**
+   * Sends a continuation request; the client's next line goes to `handler`, not the parser. If
+   * that line is malformed (too long, a bare CR, a literal), the command `tag` ends with BAD and
+   * the next line is a command again (rfc9051 6.2.2).
+   */
+  async continueWith(tag: string, prompt: string, handler: (line: string) => Promise<void>): Promise<void> {
+    this.lineHandler = { tag, handle: handler };
     this.out.text(`+ ${prompt}\r\n`);
     await this.out.flush();
+  }
+
+  private failContinuation(message: string): Promise<void> {
+    const { tag } = this.lineHandler!;
+    this.lineHandler = null;
+    this.idling = false;
+    this.errorsInRow++;
+    return this.finishCommand(tag, { status: 'BAD', text: message }, true);
   }
 
   /** rfc2177: updates flow at once until the client sends DONE. */
   async beginIdle(tag: string): Promise<void> {
     this.idling = true;
-    await this.continueWith('idling', async (line) => {
+    await this.continueWith(tag, 'idling', async (line) => {
       this.idling = false;
       if (line.toUpperCase() !== 'DONE') return this.finishCommand(tag, { status: 'BAD', text: 'Expected DONE to end IDLE' }, true);
       return this.finishCommand(tag, { status: 'OK', text: 'IDLE terminated' }, true);

@@ -87,11 +87,17 @@ function normalizeDomainOf(domainPart: string, original: string): string {
 
 /** Validates a mailbox name (`/` is the hierarchy delimiter) and spells INBOX canonically. */
 export function normalizeMailboxName(name: string): string {
-    if (name.length === 0 || name.length > 512 || /[\x00-\x1f\x7f]/.test(name)) {
+  // rfc9051 5.1, rfc6855 3: no C0 or C1 controls, no U+2028/U+2029.
+  if (name.length === 0 || name.length > 512 || /[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(name)) {
     throw new InvalidInput(`"${name}" is not a valid mailbox name`);
   }
   if (name.startsWith('/') || name.endsWith('/') || name.includes('//')) {
     throw new InvalidInput(`"${name}" is not a valid mailbox name (empty hierarchy level)`);
+  }
+  // Names are never paths here, but clients map them to folders (Maildir, mbsync): refuse the
+  // levels that would climb out of one.
+  if (name.split('/').some((level) => level === '.' || level === '..')) {
+    throw new InvalidInput(`"${name}" is not a valid mailbox name (a level may not be . or ..)`);
   }
   const first = name.split('/', 1)[0]!;
   return first.toUpperCase() === 'INBOX' ? 'INBOX' + name.slice(first.length) : name;

@@ -75,7 +75,7 @@ export async function authenticate(session: ImapSession, tag: string, command: C
     };
     // rfc4959: an initial response of "=" is an empty one.
     if (command.initialResponse !== null) return withResponse(command.initialResponse === '=' ? '' : command.initialResponse);
-    await session.continueWith('', async (line) => finish(await withResponse(line)));
+    await session.continueWith(tag, '', async (line) => finish(await withResponse(line)));
     return { status: 'deferred' };
   }
   if (mechanism === 'LOGIN') {
@@ -83,7 +83,7 @@ export async function authenticate(session: ImapSession, tag: string, command: C
     const step = async (result: LoginStep): Promise<Completion> => {
       if (result.kind === 'failed') return { status: 'BAD', text: result.error };
       if (result.kind === 'done') return checkedLogin(session, tag, result.username, result.password);
-      await session.continueWith(result.challenge, async (line) => finish(await step(exchange.respond(line))));
+      await session.continueWith(tag, result.challenge, async (line) => finish(await step(exchange.respond(line))));
       return { status: 'deferred' };
     };
     return step(exchange.start(command.initialResponse));

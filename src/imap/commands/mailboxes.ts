@@ -52,7 +52,7 @@ export async function del(session: ImapSession, _tag: string, command: Cmd<'DELE
 }
 
 export async function rename(session: ImapSession, _tag: string, command: Cmd<'RENAME'>): Promise<Completion> {
-  const to = command.to.name.replace(/\/$/, '');
+  const to = command.to.name;
   checkNewName(to);
   const mail = session.services.mail;
   const from = await mail.getMailbox(accountId(session), command.from.name);
@@ -79,19 +79,48 @@ export async function namespace(session: ImapSession): Promise<Completion> {
 
 // ---- LIST
 
-/** rfc3501 6.3.8: `*` matches anything, `%` anything but the delimiter; INBOX case-insensitively. */
+/**
+ * rfc3501 6.3.8: `*` matches anything, `%` anything but the delimiter; INBOX case-insensitively.
+ * Matched by walking the pattern's states (an NFA), not with a regular expression: time is
+ * linear in name × pattern, whatever wildcards a client sends (a backtracking regex is not).
+ */
 export function patternMatcher(reference: string, pattern: string): (name: string) => boolean {
   let full = pattern;
   if (reference !== '' && !pattern.startsWith('/')) full = reference.endsWith('/') ? reference + pattern : `${reference}/${pattern}`;
   if (/^inbox(?=$|\/)/i.test(full)) full = 'INBOX' + full.slice(5);
-  let source = '';
-  for (const ch of full) {
-    if (ch === '*') source += '.*';
-    else if (ch === '%') source += '[^/]*';
-    else source += ch.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
-  }
-  const re = new RegExp(`^${source}$`, 's');
-  return (name) => re.test(name);
+  const p = [...full];
+  const n = p.length;
+  const isWild = (i: number): boolean => p[i] === '*' || p[i] === '%';
+  /** Adds state i and the states reachable by letting wildcards match nothing. */
+  const enter = (set: Uint8Array, i: number): void => {
+    while (i <= n && !set[i]) {
+      set[i] = 1;
+      if (i < n && isWild(i)) i++;
+      else break;
+    }
+  };
+  return (name) => {
+    let states = new Uint8Array(n + 1);
+    enter(states, 0);
+    for (const ch of name) {
+      const next = new Uint8Array(n + 1);
+      let any = false;
+      for (let i = 0; i < n; i++) {
+        if (!states[i]) continue;
+        const c = p[i];
+        if (c === '*' || (c === '%' && ch !== '/')) {
+          enter(next, i);
+          any = true;
+        } else if (c === ch) {
+          enter(next, i + 1);
+          any = true;
+        }
+      }
+      if (!any) return false;
+      states = next;
+    }
+    return states[n] === 1;
+  };
 }
 
 function hasChildren(name: string, all: string[]): boolean {

@@ -6,7 +6,7 @@
  * RETURN options.
  */
 import type { Command } from '../ast.js';
-import { runSearch } from '../search.js';
+import { countTextKeys, MAX_TEXT_KEYS, runSearch } from '../search.js';
 import type { ImapSession } from '../session.js';
 import { quoted, formatNumberSet } from '../wire.js';
 import type { Completion } from './table.js';
@@ -19,6 +19,9 @@ export async function search(session: ImapSession, tag: string, command: Cmd<'SE
   const { program } = command;
   if (program.charset && !CHARSETS.has(program.charset.toUpperCase())) {
     return { status: 'NO', code: 'BADCHARSET (UTF-8 US-ASCII)', text: `Unsupported charset ${program.charset}` };
+  }
+  if (countTextKeys(program.criteria) > MAX_TEXT_KEYS) {
+    return { status: 'NO', code: 'LIMIT', text: `Too many different text search keys (at most ${MAX_TEXT_KEYS})` };
   }
   const box = session.selected!;
   const result = await runSearch(
