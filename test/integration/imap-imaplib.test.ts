@@ -244,7 +244,7 @@ out['logout'] = raw(m, 'LOGOUT')
   assert.deepEqual(out.logout, ['* BYE Logging out', 'TAG OK LOGOUT completed']);
 });
 
-test('port 993: implicit TLS, AUTHENTICATE PLAIN through imaplib.authenticate and with SASL-IR, ID, NAMESPACE, failed logins get NO [AUTHENTICATIONFAILED]', async () => {
+test('port 993: implicit TLS, AUTHENTICATE PLAIN and LOGIN through imaplib.authenticate, PLAIN with SASL-IR, ID, NAMESPACE, failed logins get NO [AUTHENTICATIONFAILED]', async () => {
   const [user] = await newUsers('ssl');
   const out = py(
     String.raw`
@@ -265,6 +265,9 @@ m = tls993()
 out['sasl_ir'] = raw(m, 'AUTHENTICATE PLAIN ' + base64.b64encode(b'\0' + U.encode() + b'\0secret').decode())
 out['login_again'] = raw(m, 'LOGIN a b')
 m.logout()
+m = tls993()
+out['auth_login'] = r(m.authenticate, 'LOGIN', lambda ch: U.encode() if ch.lower().startswith(b'user') else b'secret')
+m.logout()
 `,
     { U: user!, D: DOMAIN, SRC: '127.0.0.61' },
   );
@@ -281,6 +284,7 @@ m.logout()
   assert.deepEqual(out.logout, ['BYE', ['Logging out']]);
   assert.deepEqual(out.sasl_ir, [`TAG OK [CAPABILITY ${CAPS_AUTHED}] Logged in`], 'rfc4959 initial response');
   assert.match(out.login_again[0], /^TAG BAD /, 'LOGIN after login');
+  assert.deepEqual(out.auth_login, ['OK', [`[CAPABILITY ${CAPS_AUTHED}] Logged in`]], 'AUTHENTICATE LOGIN, challenge by challenge');
   await waitForEvent('imap.auth_failed', (e) => e.ip === '127.0.0.61');
 });
 

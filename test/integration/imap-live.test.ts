@@ -356,6 +356,19 @@ out['a_move'] = a.cmd('MOVE 2:3 Archive')
 out['b_move'] = b.cmd('NOOP')
 out['c_move'] = c.cmd('NOOP')
 out['c_uids'] = c.uids()
+# Several expunged while B is in IDLE: each EXPUNGE goes out at once, numbered as B knows them.
+b.idle()
+a.cmd('STORE 1,3 +FLAGS.SILENT (\\Deleted)')
+a.cmd('EXPUNGE')
+got = []
+while len([l for l in got if l.endswith(' EXPUNGE')]) < 2:
+    more = lines_of(b.wait(2, lambda l: l.endswith(' EXPUNGE')))
+    if not more:
+        break
+    got += more
+out['b_idle'] = got
+out['b_idle_done'] = b.done()
+out['b_idle_uids'] = b.uids()
 `,
     { U: user },
   );
@@ -391,6 +404,11 @@ out['c_uids'] = c.uids()
   assert.equal(out.c_select, 'TAG OK [READ-WRITE] SELECT completed');
   assert.deepEqual(out.c_move, ['* 2 EXISTS', 'TAG OK NOOP completed']);
   assert.deepEqual(out.c_uids, [1, 2]);
+  const idle = (out.b_idle as string[]).filter((l) => l.endsWith(' EXPUNGE'));
+  assert.equal(idle.length, 2, JSON.stringify(out.b_idle));
+  assert.deepEqual(replay([4, 8, 10], idle), [8], `EXPUNGE during IDLE: ${JSON.stringify(out.b_idle)}`);
+  assert.deepEqual(out.b_idle_done, ['TAG OK IDLE terminated']);
+  assert.deepEqual(out.b_idle_uids, [8]);
 });
 
 test('an expunge by A while B\'s FETCH of a large range is being sent is held back until B\'s NOOP', async () => {
