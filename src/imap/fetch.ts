@@ -266,13 +266,15 @@ async function sectionRange(
     if (section.text === 'TEXT') return { start: shift + root.bodyStart, end: message.size };
     return { start: 0, end: shift + root.bodyStart }; // HEADER, HEADER.FIELDS (NOT)
   }
-  const part = findSection((await getMeta()).structure, section.part);
+  const root = (await getMeta()).structure;
+  const part = findSection(root, section.part);
   if (!part) return null;
   switch (section.text) {
     case null:
       return { start: shift + part.bodyStart, end: shift + part.end };
     case 'MIME':
-      return { start: shift + part.headerStart, end: shift + part.bodyStart };
+      // The top level's header includes the delivery prefix, as BODY[HEADER] does.
+      return { start: part === root ? 0 : shift + part.headerStart, end: shift + part.bodyStart };
     default: {
       // HEADER and TEXT of a part: only for message/rfc822 parts (the encapsulated message).
       const inner = encapsulated(part);

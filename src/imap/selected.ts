@@ -175,13 +175,14 @@ export class SelectedMailbox {
       const prev = flagsByUid.get(p.uid);
       if (!prev || prev.modSeq <= p.modSeq) flagsByUid.set(p.uid, { modSeq: p.modSeq, flags: p.flags });
     }
+    // EXISTS first: a FETCH may name a message the client learns of only from it (rfc9051 7.4.1).
+    if (added) out.push(`* ${this.uids.length} EXISTS\r\n`);
     for (const [uid, { modSeq, flags }] of flagsByUid) {
       const seq = this.seqOf(uid);
       if (seq === 0) continue;
       const modseq = format.condstore ? ` MODSEQ (${modSeq})` : '';
       out.push(`* ${seq} FETCH (UID ${uid} FLAGS ${flagList(flags)}${modseq})\r\n`);
     }
-    if (added) out.push(`* ${this.uids.length} EXISTS\r\n`);
     this.pending = kept.concat(this.pending);
     return out;
   }

@@ -362,9 +362,8 @@ export class ImapSession {
     this.out.text(`${tag} ${completion.status} ${code}${completion.text}\r\n`);
     await this.out.flush();
     if (this.selected?.gone && this.state === 'selected') {
-      // The mailbox was deleted or renamed by another session: the client must select again.
-      this.out.text('* BYE The selected mailbox was deleted or renamed; please reconnect\r\n');
-      this.close('', 'mailbox-gone');
+      // Another session deleted the mailbox: nothing is left to show.
+      this.close('* BYE The selected mailbox was deleted; please reconnect\r\n', 'mailbox-gone');
     }
   }
 
@@ -411,7 +410,12 @@ export class ImapSession {
     const box = this.selected;
     if (!box) return;
     box.onEvent(event);
-    if (this.idling && box.hasPending) {
+    if (!this.idling) return;
+    if (box.gone) {
+      this.close('* BYE The selected mailbox was deleted; please reconnect\r\n', 'mailbox-gone');
+      return;
+    }
+    if (box.hasPending) {
       this.sendUpdates(true);
       void this.out.flush();
     }

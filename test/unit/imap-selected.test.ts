@@ -38,7 +38,7 @@ test('while expunges are not allowed (FETCH by sequence number) they wait, and t
   b.onEvent({ type: 'flags', accountId: 1, mailboxId: 7, uid: 2, modSeq: 11, flags: ['\\Seen'] });
   b.onEvent({ type: 'flags', accountId: 1, mailboxId: 7, uid: 3, modSeq: 12, flags: ['\\Flagged'] });
   b.onEvent({ type: 'exists', accountId: 1, mailboxId: 7, uid: 4, modSeq: 13 });
-  assert.deepEqual(b.takeUpdates(false, RFC3501), ['* 3 FETCH (UID 3 FLAGS (\\Flagged))\r\n', '* 4 EXISTS\r\n']);
+  assert.deepEqual(b.takeUpdates(false, RFC3501), ['* 4 EXISTS\r\n', '* 3 FETCH (UID 3 FLAGS (\\Flagged))\r\n']);
   assert.deepEqual(b.uidList, [1, 2, 3, 4]);
   assert.deepEqual(b.takeUpdates(true, RFC3501), ['* 2 EXPUNGE\r\n']);
   assert.deepEqual(b.uidList, [1, 3, 4]);

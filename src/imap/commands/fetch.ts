@@ -74,6 +74,11 @@ export async function fetch(session: ImapSession, _tag: string, command: Cmd<'FE
     box.forgetOwnFlagChanges(result.updated);
     for (const m of result.updated) seenChanged.add(m.uid);
     if (seenChanged.size > 0 && !attributes.some((a) => a.kind === 'FLAGS')) attributes = [...attributes, { kind: 'FLAGS' }];
+    if (seenChanged.size > 0 && session.condstoreActive) {
+      // rfc7162 3.2.4: a flag change under CONDSTORE is reported with UID and MODSEQ.
+      ctx.uid = true;
+      ctx.modSeq = true;
+    }
   }
 
   try {

@@ -45,9 +45,17 @@ export async function store(session: ImapSession, _tag: string, command: Cmd<'ST
       const m = reported.get(uid);
       const seq = box.seqOf(uid);
       if (!m || seq === 0) continue;
-      const uidPart = command.uid ? ` UID ${uid}` : '';
+      // rfc7162 3.2.4: with CONDSTORE in use, FETCH responses carry the UID too.
+      const uidPart = command.uid || session.condstoreActive ? ` UID ${uid}` : '';
       const modseq = session.condstoreActive ? ` MODSEQ (${m.modSeq})` : '';
       session.out.text(`* ${seq} FETCH (FLAGS ${flagList(m.flags)}${uidPart}${modseq})\r\n`);
+    }
+  }
+  if (command.silent && command.unchangedSince !== null) {
+    // rfc7162 3.1.3: a conditional STORE answers with the new MODSEQ even when .SILENT.
+    for (const m of result.updated) {
+      const seq = box.seqOf(m.uid);
+      if (seq > 0) session.out.text(`* ${seq} FETCH (UID ${m.uid} MODSEQ (${m.modSeq}))\r\n`);
     }
   }
   if (result.modified.length > 0) {
