@@ -104,6 +104,62 @@ export const SETTINGS = {
     default: 0,
     description: 'Largest message APPEND accepts (advertised as APPENDLIMIT); 0 = the same as smtp.max_message_size.',
   },
+  'dns.servers': {
+    kind: 'string',
+    default: '',
+    description: 'DNS resolvers for MX, SPF, DKIM and DMARC lookups, comma-separated with optional ports (127.0.0.1:5353); empty = the system resolvers.',
+  },
+  'delivery.remote_port': { kind: 'int', default: 25, min: 1, description: 'Port of remote mail servers (MX hosts); change only for tests.' },
+  'delivery.concurrency': { kind: 'int', default: 20, min: 1, description: 'Outbound deliveries (SMTP client sessions) running at once.' },
+  'delivery.smarthost': {
+    kind: 'string',
+    default: '',
+    description: 'Send outbound mail through this server (host or host:port) instead of to the MX hosts; empty = MX delivery.',
+  },
+  'delivery.smarthost_tls': {
+    kind: 'string',
+    default: 'starttls',
+    choices: ['starttls', 'implicit', 'none'],
+    description: 'TLS to the smarthost: STARTTLS (required), implicit TLS (port 465 style), or none.',
+  },
+  'delivery.smarthost_user': { kind: 'string', default: '', description: 'AUTH user name at the smarthost; empty = no AUTH.' },
+  'delivery.smarthost_password': { kind: 'string', default: '', description: 'AUTH password at the smarthost.' },
+  'delivery.smarthost_domains': {
+    kind: 'string',
+    default: '',
+    description: 'Destination domains (comma-separated) that go through the smarthost; empty = every domain.',
+  },
+  'delivery.tls_required_domains': {
+    kind: 'string',
+    default: '',
+    description: 'Destination domains (comma-separated) whose MX hosts must offer STARTTLS with a valid certificate; mail waits otherwise.',
+  },
+  'queue.retry_schedule': {
+    kind: 'string',
+    default: '5m,10m,20m,40m,1h',
+    description: 'Waits between delivery attempts after a temporary failure; the last one repeats until queue.max_age.',
+  },
+  'queue.max_age': { kind: 'duration', default: 5 * 86_400_000, min: 60_000, description: 'How long a message may wait in the queue before it bounces.' },
+  'queue.delay_warning': {
+    kind: 'duration',
+    default: 4 * 3_600_000,
+    description: 'Tell the sender once when a message has waited this long (a delay DSN); 0 = never.',
+  },
+  'submission.enforce_sender': {
+    kind: 'bool',
+    default: true,
+    description: 'Authenticated users may use only their own addresses, aliases that reach them, and their send-as list as MAIL FROM (553 5.7.1 otherwise).',
+  },
+  'smtp.auth_checks': {
+    kind: 'bool',
+    default: true,
+    description: 'Check SPF, DKIM, DMARC and ARC on mail arriving on port 25 and add an Authentication-Results header.',
+  },
+  'smtp.dmarc_reject': {
+    kind: 'bool',
+    default: true,
+    description: 'Refuse (550 5.7.1) mail that fails DMARC with p=reject; off = deliver it to Junk.',
+  },
   'auth.failure_delay': {
     kind: 'duration',
     default: 1000,
