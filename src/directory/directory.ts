@@ -4,7 +4,7 @@
  * itself does not know.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Account, Alias, DirectoryStore, Domain, NewMailbox } from '../store/types.js';
+import type { Account, Alias, DirectoryStore, DkimKey, Domain, NewMailbox } from '../store/types.js';
 import { AlreadyExists, InvalidInput, NotFound } from '../util/errors.js';
 import { normalizeAddress, normalizeAliasKey, normalizeDomain, normalizeTarget } from './names.js';
 import { hashPassword, verifyPassword } from './passwords.js';
@@ -109,6 +109,28 @@ export class Directory {
       throw new InvalidInput('an APOP secret needs at least 8 characters and no spaces');
     }
     return this.store.setApopSecret(normalizeAddress(address).address, secret);
+  }
+
+  /** The domain's DKIM signing key, or null to remove it; NotFound for an unknown domain. */
+  async setDkimKey(domain: string, key: DkimKey | null): Promise<void> {
+    return this.store.setDkimKey(normalizeDomain(domain), key);
+  }
+
+  /** Null when the domain has no key (or is not a local domain). */
+  async getDkimKey(domain: string): Promise<DkimKey | null> {
+    let normal: string;
+    try {
+      normal = normalizeDomain(domain);
+    } catch {
+      return null;
+    }
+    return this.store.getDkimKey(normal);
+  }
+
+  /** Extra sender addresses for an account: exact addresses or `@domain`; [] for none. */
+  async setSendAs(address: string, patterns: string[]): Promise<void> {
+    const normal = patterns.map((p) => normalizeAliasKey(p).key);
+    return this.store.setSendAs(normalizeAddress(address).address, [...new Set(normal)]);
   }
 
   /**

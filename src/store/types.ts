@@ -39,6 +39,19 @@ export interface Account {
   usedBytes: number;
   realName: string | null;
   disabled: boolean;
+  /** Extra sender addresses allowed at submission (see DirectoryStore.setSendAs). */
+  sendAs: string[];
+  createdAt: Date;
+}
+
+/** A DKIM signing key (RFC 6376), stored per domain. */
+export interface DkimKey {
+  selector: string;
+  algorithm: 'rsa-sha256' | 'ed25519-sha256';
+  /** PKCS#8 PEM. */
+  privateKeyPem: string;
+  /** The p= value of the DNS TXT record (base64 of the public key as RFC 6376/8463 want it). */
+  publicKey: string;
   createdAt: Date;
 }
 
@@ -200,6 +213,7 @@ export interface QueuedMessage {
   createdAt: Date;
   envId: string | null;
   ret: 'FULL' | 'HDRS' | null;
+  held: boolean;
   recipients: Array<{
     id: number;
     address: string;
@@ -209,6 +223,10 @@ export interface QueuedMessage {
     attempts: number;
     nextAttemptAt: Date;
     lastError: string | null;
+    /** Remote MTA of the last answer (DSN Remote-MTA). */
+    remoteMta: string | null;
+    /** The sender was told of the delay already. */
+    delayWarned: boolean;
   }>;
 }
 
@@ -235,6 +253,15 @@ export interface DirectoryStore {
    */
   setApopSecret(address: string, secret: string | null): Promise<void>;
   getApopSecret(accountId: number): Promise<string | null>;
+
+  /** The domain's DKIM signing key (one active key per domain); null removes it. */
+  setDkimKey(domain: string, key: DkimKey | null): Promise<void>;
+  getDkimKey(domain: string): Promise<DkimKey | null>;
+  /**
+   * Extra sender addresses an account may use at submission beyond its own address and the
+   * aliases that reach it: exact addresses or `@domain` for a whole domain. [] = none.
+   */
+  setSendAs(address: string, patterns: string[]): Promise<void>;
 
   /** Adds targets to an alias, creating it when absent; duplicate targets are ignored. */
   addAlias(address: string, targets: string[]): Promise<Alias>;
@@ -323,9 +350,50 @@ export interface MailStore {
   expungeMessages(mailboxId: number, uids: number[]): Promise<number[]>;
 }
 
+/** What one delivery attempt learned about one recipient. */
+export interface RecipientResult {
+  recipientId: number;
+  outcome: 'delivered' | 'deferred' | 'failed';
+  /** The remote's reply or our reason (`550 5.1.1 ... (mx.example.org)`), kept for `queue show` and bounces. */
+  error: string | null;
+  /** When a deferred recipient is due again (the caller applies the retry schedule). */
+  nextAttemptAt?: Date;
+  /** The remote MTA that answered, for the DSN's Remote-MTA field. */
+  remoteMta?: string | null;
+}
+
+/** A message leased to one worker, with only the recipients that were due. */
+export interface LeasedMessage extends QueuedMessage {
+  leaseOwner: string;
+}
+
 export interface QueueStore {
   listQueued(): Promise<QueuedMessage[]>;
   getQueued(id: number): Promise<QueuedMessage | null>;
+  /**
+   * Leases up to `limit` messages that have recipients due (status queued or deferred,
+   * next attempt <= now, message not held, no live lease of another owner), for `leaseMs`.
+   * Each comes with its due recipients only. A lease that expired (its worker died) can be
+   * taken over: that is how a crash mid-delivery is retried.
+   */
+  claimDue(owner: string, now: Date, limit: number, leaseMs: number): Promise<LeasedMessage[]>;
+  /**
+   * Records an attempt's per-recipient results in one durable transaction and ends the lease.
+   * A recipient recorded `delivered` is never handed out again. When every recipient of the
+   * message is delivered or failed, the message leaves the queue (its blob reference released).
+   * Ignored (returns false) when the lease is no longer `owner`'s.
+   */
+  recordResults(queueId: number, owner: string, results: RecipientResult[]): Promise<boolean>;
+  /** When the next recipient is due (for the scheduler's sleep), or null when nothing waits. */
+  nextDue(): Promise<Date | null>;
+  /** Makes deferred recipients due now (one message, or all); returns how many. */
+  retryNow(queueId?: number): Promise<number>;
+  /** A held message is not delivered until released. NotFound for an unknown id. */
+  setHeld(queueId: number, held: boolean): Promise<void>;
+  /** Removes a message from the queue without bouncing it. NotFound for an unknown id. */
+  deleteQueued(queueId: number): Promise<void>;
+  /** Marks that the sender was warned of the delay (so it happens once per recipient). */
+  markDelayWarned(recipientIds: number[]): Promise<void>;
 }
 
 export interface SettingsStore {

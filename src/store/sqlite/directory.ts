@@ -15,6 +15,7 @@ import type {
   Account,
   Alias,
   DirectoryStore,
+  DkimKey,
   Domain,
   BlobStore,
   EventBus,
@@ -25,6 +26,7 @@ import type {
 import { BlobRefs, removeBlobFiles } from './blob-refs.js';
 import { MailboxRows } from './mailboxes.js';
 import { ACCOUNT_SELECT, DOMAIN_COLUMNS, toAccount, toDomain, type AccountRow, type DomainRow } from './rows.js';
+import { SenderAuthRows } from './sender-auth.js';
 import type { SerialLane } from './serial-lane.js';
 import { statementCache, type Prepare } from './statements.js';
 
@@ -37,6 +39,7 @@ export class SqliteDirectory implements DirectoryStore {
   private readonly sql: Prepare;
   private readonly refs: BlobRefs;
   private readonly mailboxes: MailboxRows;
+  private readonly senderAuth: SenderAuthRows;
 
   constructor(
     private readonly db: Database.Database,
@@ -47,6 +50,7 @@ export class SqliteDirectory implements DirectoryStore {
     this.sql = statementCache(db);
     this.refs = new BlobRefs(db);
     this.mailboxes = new MailboxRows(db);
+    this.senderAuth = new SenderAuthRows(db);
   }
 
   // ---- domains
@@ -187,6 +191,20 @@ export class SqliteDirectory implements DirectoryStore {
     checkQuota(quotaBytes);
     const result = this.sql('UPDATE accounts SET quota_bytes = ? WHERE address = ?').run(quotaBytes, parsed.address);
     if (result.changes === 0) throw new NotFound(`account ${parsed.address} does not exist`);
+  }
+
+  // ---- DKIM keys and send-as (sender-auth.ts)
+
+  async setDkimKey(domain: string, key: DkimKey | null): Promise<void> {
+    this.senderAuth.setDkimKey(domain, key);
+  }
+
+  async getDkimKey(domain: string): Promise<DkimKey | null> {
+    return this.senderAuth.getDkimKey(domain);
+  }
+
+  async setSendAs(address: string, patterns: string[]): Promise<void> {
+    this.senderAuth.setSendAs(address, patterns);
   }
 
   // ---- aliases

@@ -157,6 +157,31 @@ export const MIGRATIONS: readonly string[] = [
 
   CREATE INDEX messages_imap ON messages(mailbox_id, uid, modseq, size, flags);
   `,
+  // 5: outbound delivery. Queue leases (a worker owns a message until lease_until, ms; another
+  // may take it over after that), held messages, per-recipient Remote-MTA and delay warning;
+  // the due index covers only recipients still waiting, so claiming and the scheduler's sleep
+  // read it in next_attempt_at order. DKIM keys per domain; extra sender addresses per account.
+  `
+  ALTER TABLE queue_messages ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE queue_messages ADD COLUMN lease_owner TEXT;
+  ALTER TABLE queue_messages ADD COLUMN lease_until INTEGER;
+  ALTER TABLE queue_recipients ADD COLUMN remote_mta TEXT;
+  ALTER TABLE queue_recipients ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;
+  DROP INDEX queue_recipients_due;
+  CREATE INDEX queue_recipients_waiting ON queue_recipients(next_attempt_at, queue_id)
+    WHERE status IN ('queued', 'deferred');
+
+  CREATE TABLE dkim_keys (
+    domain_id       INTEGER PRIMARY KEY REFERENCES domains(id) ON DELETE CASCADE,
+    selector        TEXT NOT NULL,
+    algorithm       TEXT NOT NULL CHECK (algorithm IN ('rsa-sha256', 'ed25519-sha256')),
+    private_key_pem TEXT NOT NULL,
+    public_key      TEXT NOT NULL,
+    created_at      INTEGER NOT NULL
+  );
+
+  ALTER TABLE accounts ADD COLUMN send_as TEXT NOT NULL DEFAULT '[]';
+  `,
 ];
 
 /** Brings the database to the latest schema; returns the resulting version. */

@@ -28,11 +28,13 @@ export interface AccountRow {
   used_bytes: number;
   real_name: string | null;
   disabled: number;
+  /** JSON array of strings. */
+  send_as: string;
   created_at: number;
 }
 /** Select list over `accounts a JOIN domains d ON d.id = a.domain_id`. */
 export const ACCOUNT_SELECT = `SELECT a.id, a.address, a.local_part, d.name AS domain, a.password_hash, a.quota_bytes,
-  a.used_bytes, a.real_name, a.disabled, a.created_at
+  a.used_bytes, a.real_name, a.disabled, a.send_as, a.created_at
   FROM accounts a JOIN domains d ON d.id = a.domain_id`;
 
 export function toAccount(row: AccountRow): Account {
@@ -46,6 +48,7 @@ export function toAccount(row: AccountRow): Account {
     usedBytes: row.used_bytes,
     realName: row.real_name,
     disabled: row.disabled !== 0,
+    sendAs: JSON.parse(row.send_as) as string[],
     createdAt: new Date(row.created_at),
   };
 }

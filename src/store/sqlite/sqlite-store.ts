@@ -52,7 +52,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   return {
     directory: new SqliteDirectory(db, lane, blobs, events),
     mail: new SqliteMailStore(db, blobs, groupCommit, lane, events),
-    queue: new SqliteQueueStore(db),
+    queue: new SqliteQueueStore(db, lane, blobs),
     settings: new SqliteSettings(db),
     blobs,
     events,

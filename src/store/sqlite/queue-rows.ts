@@ -1,0 +1,73 @@
+/**
+ * Row shapes of the outbound queue tables (queue_messages, queue_recipients) and their mapping
+ * to QueuedMessage. Column lists live here once, so every query returns the same shape.
+ */
+import type { QueuedMessage } from '../types.js';
+
+export interface QueueMessageRow {
+  id: number;
+  blob_hash: string;
+  size: number;
+  mail_from: string;
+  env_id: string | null;
+  ret: 'FULL' | 'HDRS' | null;
+  created_at: number;
+  held: number;
+}
+
+export interface QueueRecipientRow {
+  id: number;
+  queue_id: number;
+  address: string;
+  orcpt: string | null;
+  notify: string | null;
+  status: QueuedMessage['recipients'][number]['status'];
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+  remote_mta: string | null;
+  delay_warned: number;
+}
+
+export const QUEUE_MESSAGE_COLUMNS = 'id, blob_hash, size, mail_from, env_id, ret, created_at, held';
+export const QUEUE_RECIPIENT_COLUMNS =
+  'id, queue_id, address, orcpt, notify, status, attempts, next_attempt_at, last_error, remote_mta, delay_warned';
+
+/** The statuses of a recipient still waiting for delivery (the partial index queue_recipients_waiting). */
+export const WAITING = `status IN ('queued', 'deferred')`;
+
+export function toQueued(m: QueueMessageRow, recipients: QueueRecipientRow[]): QueuedMessage {
+  return {
+    id: m.id,
+    blobHash: m.blob_hash,
+    size: m.size,
+    mailFrom: m.mail_from,
+    createdAt: new Date(m.created_at),
+    envId: m.env_id,
+    ret: m.ret,
+    held: m.held !== 0,
+    recipients: recipients.map((r) => ({
+      id: r.id,
+      address: r.address,
+      orcpt: r.orcpt,
+      notify: r.notify,
+      status: r.status,
+      attempts: r.attempts,
+      nextAttemptAt: new Date(r.next_attempt_at),
+      lastError: r.last_error,
+      remoteMta: r.remote_mta,
+      delayWarned: r.delay_warned !== 0,
+    })),
+  };
+}
+
+/** Groups recipient rows (ordered by queue_id) by their message. */
+export function byQueueId(recipients: QueueRecipientRow[]): Map<number, QueueRecipientRow[]> {
+  const byQueue = new Map<number, QueueRecipientRow[]>();
+  for (const r of recipients) {
+    const list = byQueue.get(r.queue_id);
+    if (list) list.push(r);
+    else byQueue.set(r.queue_id, [r]);
+  }
+  return byQueue;
+}

@@ -1,0 +1,224 @@
+/**
+ * The outbound queue's lease protocol in SQLite: claimDue hands due messages to one worker,
+ * recordResults writes what an attempt learned and ends the lease, deleteQueued removes a
+ * message. (Rows are created by the delivery commit, group-commit.ts.)
+ *
+ * Invariants
+ * - A lease is (lease_owner, lease_until ms) on queue_messages. claimDue reads and sets leases
+ *   in one IMMEDIATE transaction: SQLite's single writer makes a double lease impossible, across
+ *   processes too. Both columns are NULL when nobody holds the message.
+ * - recordResults changes nothing unless lease_owner is still the caller (an expired lease
+ *   nobody took over still counts: its results are real). A recipient already delivered or
+ *   failed keeps that status whatever a later result says.
+ * - Concurrent recordResults calls share one durable transaction (synchronous=FULL), each in its
+ *   own savepoint so a bad call fails alone. A message with no recipient left waiting is deleted
+ *   with its blob reference in that transaction; the files of blobs left unreferenced are
+ *   deleted after the commit, in the serial lane (as expungeMessages, writes.ts), so no delivery
+ *   dedupes against a file being removed.
+ */
+import type Database from 'better-sqlite3';
+import { InvalidInput, NotFound, TemporaryFailure } from '../../util/errors.js';
+import type { BlobStore, LeasedMessage, RecipientResult } from '../types.js';
+import { BlobRefs, removeBlobFiles } from './blob-refs.js';
+import {
+  QUEUE_MESSAGE_COLUMNS,
+  QUEUE_RECIPIENT_COLUMNS,
+  toQueued,
+  WAITING,
+  type QueueMessageRow,
+  type QueueRecipientRow,
+} from './queue-rows.js';
+import type { SerialLane } from './serial-lane.js';
+import { statementCache, type Prepare } from './statements.js';
+
+interface PendingRecord {
+  queueId: number;
+  owner: string;
+  results: RecipientResult[];
+  resolve(recorded: boolean): void;
+  reject(error: unknown): void;
+}
+
+type Applied = { ok: true; recorded: boolean; unreferenced: string[] } | { ok: false; error: unknown };
+
+const OUTCOMES: ReadonlySet<string> = new Set<RecipientResult['outcome']>(['delivered', 'deferred', 'failed']);
+
+export class QueueWrites {
+  private readonly sql: Prepare;
+  private readonly refs: BlobRefs;
+  private pending: PendingRecord[] = [];
+  private flushQueued = false;
+  private readonly runBatch: (batch: PendingRecord[]) => Applied[];
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly lane: SerialLane,
+    private readonly blobs: BlobStore,
+  ) {
+    this.sql = statementCache(db);
+    this.refs = new BlobRefs(db);
+    // Nested better-sqlite3 transactions are savepoints.
+    const applyOne = db.transaction((p: PendingRecord) => this.apply(p));
+    const batchTx = db.transaction((batch: PendingRecord[]): Applied[] =>
+      batch.map((p) => {
+        try {
+          return { ok: true, ...applyOne(p) };
+        } catch (error) {
+          return { ok: false, error };
+        }
+      }),
+    );
+    this.runBatch = (batch) => batchTx.immediate(batch);
+  }
+
+  claimDue(owner: string, now: Date, limit: number, leaseMs: number): LeasedMessage[] {
+    checkOwner(owner);
+    const at = checkTime(now, 'now');
+    if (!Number.isSafeInteger(limit) || limit < 0) throw new InvalidInput(`claim limit must be a whole number, not ${limit}`);
+    if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new InvalidInput(`lease must be a positive number of ms, not ${leaseMs}`);
+    if (limit === 0) return [];
+    return this.db
+      .transaction((): LeasedMessage[] => {
+        // Walks waiting recipients in due order (index queue_recipients_waiting) and stops at
+        // `limit` distinct messages, so a long backlog costs only what is taken.
+        const due = this.sql<[{ now: number; owner: string }], { queue_id: number }>(
+          `SELECT r.queue_id FROM queue_recipients r JOIN queue_messages m ON m.id = r.queue_id
+           WHERE r.${WAITING} AND r.next_attempt_at <= @now AND m.held = 0
+             AND (m.lease_owner IS NULL OR m.lease_until < @now OR m.lease_owner = @owner)
+           ORDER BY r.next_attempt_at, r.queue_id`,
+        );
+        const ids = new Set<number>();
+        for (const row of due.iterate({ now: at, owner })) {
+          ids.add(row.queue_id);
+          if (ids.size >= limit) break;
+        }
+        const lease = this.sql<[string, number, number]>('UPDATE queue_messages SET lease_owner = ?, lease_until = ? WHERE id = ?');
+        const message = this.sql<[number], QueueMessageRow>(`SELECT ${QUEUE_MESSAGE_COLUMNS} FROM queue_messages WHERE id = ?`);
+        const recipients = this.sql<[number, number], QueueRecipientRow>(
+          `SELECT ${QUEUE_RECIPIENT_COLUMNS} FROM queue_recipients
+           WHERE queue_id = ? AND ${WAITING} AND next_attempt_at <= ? ORDER BY id`,
+        );
+        const leased: LeasedMessage[] = [];
+        for (const id of ids) {
+          lease.run(owner, at + leaseMs, id);
+          leased.push({ ...toQueued(message.get(id)!, recipients.all(id, at)), leaseOwner: owner });
+        }
+        return leased;
+      })
+      .immediate();
+  }
+
+  recordResults(queueId: number, owner: string, results: RecipientResult[]): Promise<boolean> {
+    try {
+      checkResults(queueId, owner, results);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise<boolean>((resolve, reject) => {
+      this.pending.push({ queueId, owner, results, resolve, reject });
+      if (this.flushQueued) return;
+      this.flushQueued = true;
+      void this.lane.run(async () => {
+        // Every recordResults of the current tick joins this transaction.
+        await new Promise<void>((r) => setImmediate(r));
+        await this.flush();
+      });
+    });
+  }
+
+  deleteQueued(queueId: number): Promise<void> {
+    if (!Number.isSafeInteger(queueId)) return Promise.reject(new InvalidInput(`no queue id ${queueId}`));
+    return this.lane.run(async () => {
+      const unreferenced = this.db
+        .transaction(() => {
+          const row = this.sql<[number], { blob_hash: string }>('SELECT blob_hash FROM queue_messages WHERE id = ?').get(queueId);
+          if (!row) throw new NotFound(`queued message ${queueId} does not exist`);
+          return this.removeMessage(queueId, row.blob_hash);
+        })
+        .immediate();
+      await removeBlobFiles(this.blobs, unreferenced);
+    });
+  }
+
+  /** Runs in the lane; never throws (every caller is settled instead). */
+  private async flush(): Promise<void> {
+    this.flushQueued = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    let applied: Applied[];
+    try {
+      applied = this.runBatch(batch);
+    } catch (error) {
+      const failure = new TemporaryFailure('could not record the delivery results', error);
+      for (const p of batch) p.reject(failure);
+      return;
+    }
+    const unreferenced = applied.flatMap((a) => (a.ok ? a.unreferenced : []));
+    if (unreferenced.length > 0) await removeBlobFiles(this.blobs, unreferenced);
+    batch.forEach((p, i) => {
+      const a = applied[i]!;
+      if (a.ok) p.resolve(a.recorded);
+      else p.reject(a.error);
+    });
+  }
+
+  /** One recordResults call; runs inside the batch transaction, in its own savepoint. */
+  private apply(p: PendingRecord): { recorded: boolean; unreferenced: string[] } {
+    const message = this.sql<[number], { blob_hash: string; lease_owner: string | null }>(
+      'SELECT blob_hash, lease_owner FROM queue_messages WHERE id = ?',
+    ).get(p.queueId);
+    if (!message || message.lease_owner !== p.owner) return { recorded: false, unreferenced: [] };
+    const update = this.sql<[string, number | null, string | null, string | null, number, number]>(
+      `UPDATE queue_recipients SET status = ?, next_attempt_at = coalesce(?, next_attempt_at), attempts = attempts + 1,
+         last_error = ?, remote_mta = ?
+       WHERE id = ? AND queue_id = ? AND ${WAITING}`,
+    );
+    const belongs = this.sql<[number, number], { one: number }>('SELECT 1 AS one FROM queue_recipients WHERE id = ? AND queue_id = ?');
+    for (const r of p.results) {
+      const next = r.outcome === 'deferred' ? r.nextAttemptAt!.getTime() : null;
+      const changed = update.run(r.outcome, next, r.error ?? null, r.remoteMta ?? null, r.recipientId, p.queueId).changes;
+      // Not changed: already delivered or failed (kept), or not this message's (a caller's bug).
+      if (changed === 0 && belongs.get(r.recipientId, p.queueId) === undefined) {
+        throw new InvalidInput(`recipient ${r.recipientId} is not a recipient of queued message ${p.queueId}`);
+      }
+    }
+    this.sql<[number]>('UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?').run(p.queueId);
+    const waiting = this.sql<[number], { one: number }>(
+      `SELECT 1 AS one FROM queue_recipients WHERE queue_id = ? AND ${WAITING} LIMIT 1`,
+    ).get(p.queueId);
+    const unreferenced = waiting === undefined ? this.removeMessage(p.queueId, message.blob_hash) : [];
+    return { recorded: true, unreferenced };
+  }
+
+  /** Deletes a message's rows and its one blob reference (the delivery commit added one per queue entry). */
+  private removeMessage(queueId: number, blobHash: string): string[] {
+    this.sql<[number]>('DELETE FROM queue_recipients WHERE queue_id = ?').run(queueId);
+    this.sql<[number]>('DELETE FROM queue_messages WHERE id = ?').run(queueId);
+    return this.refs.release(new Map([[blobHash, 1]]));
+  }
+}
+
+function checkOwner(owner: string): void {
+  if (typeof owner !== 'string' || owner.length === 0) throw new InvalidInput('a queue lease needs an owner name');
+}
+
+function checkTime(date: Date | undefined, what: string): number {
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) throw new InvalidInput(`${what} is not a valid date`);
+  return date.getTime();
+}
+
+/** Rejects malformed results before they join a batch, so they cannot fail anyone else's. */
+function checkResults(queueId: number, owner: string, results: RecipientResult[]): void {
+  if (!Number.isSafeInteger(queueId)) throw new InvalidInput(`no queue id ${queueId}`);
+  checkOwner(owner);
+  if (!Array.isArray(results)) throw new InvalidInput('delivery results must be a list');
+  const seen = new Set<number>();
+  for (const r of results) {
+    if (!Number.isSafeInteger(r.recipientId)) throw new InvalidInput(`no recipient id ${r.recipientId}`);
+    if (seen.has(r.recipientId)) throw new InvalidInput(`recipient ${r.recipientId} has two results`);
+    seen.add(r.recipientId);
+    if (!OUTCOMES.has(r.outcome)) throw new InvalidInput(`unknown delivery outcome ${String(r.outcome)}`);
+    if (r.outcome === 'deferred') checkTime(r.nextAttemptAt, `the next attempt of deferred recipient ${r.recipientId}`);
+  }
+}
