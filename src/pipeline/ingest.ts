@@ -18,6 +18,8 @@ export interface IngestServices {
   directory: Directory;
   mail: MailStore;
   blobs: BlobStore;
+  /** Told when a commit put mail in the outbound queue, so delivery starts at once. */
+  onQueued?: () => void;
 }
 
 export interface IngestContext {
@@ -167,6 +169,7 @@ export class MessageTransaction {
           ? null
           : { mailFrom: this.mailFrom, recipients: [...remote.values()], envId: this.dsn.envId, ret: this.dsn.ret },
     });
+    if (outcome.queueId !== null) this.services.onQueued?.();
     return { ok: true, outcome, size: spooled.size };
   }
 
