@@ -122,8 +122,12 @@ function base64Lines(r: () => number, bytes: number): string {
   return `${data.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`;
 }
 
-/** Message i, as SMTP would have delivered it (without the per-recipient Return-Path/Delivered-To). */
-export function messageOf(i: number, to = 'user@bench.test'): Buffer {
+/**
+ * Message i, as SMTP would have delivered it (without the per-recipient Return-Path/Delivered-To).
+ * A non-zero `variant` makes a copy with other bytes (trace id and Message-ID) but the same
+ * subject, size class and structure: distinct stored messages per account (--distinct).
+ */
+export function messageOf(i: number, to = 'user@bench.test', variant = 0): Buffer {
   const r = rng(i * 40503 + 3);
   const first = FIRST[Math.floor(r() * FIRST.length)]!;
   const last = LAST[Math.floor(r() * LAST.length)]!;
@@ -134,7 +138,7 @@ export function messageOf(i: number, to = 'user@bench.test'): Buffer {
   const subject = subjectOf(i);
   const kind = r();
   const textBytes = Math.floor(500 + 11_500 * r() ** 3);
-  const id = `${i}.${Math.floor(r() * 1e9).toString(36)}`;
+  const id = `${i}.${Math.floor(r() * 1e9).toString(36)}${variant ? `.v${variant}` : ''}`;
   let head =
     `Received: from mx${i % 7}.${domain} (mx${i % 7}.${domain} [192.0.2.${i % 250}])\r\n\tby mx.bench.test (Bench) with ESMTPS id ${id}\r\n\tfor <${to}>; ${date.toUTCString()}\r\n` +
     `From: ${fromName} <${from}>\r\nTo: Bench User <${to}>\r\n` +

@@ -35,6 +35,7 @@ const { values: args, positionals } = parseArgs({
     'idle-user': { type: 'string', default: 'idle@bench.test' },
     'big-user': { type: 'string', default: 'big@bench.test' },
     fresh: { type: 'boolean', default: false },
+    distinct: { type: 'boolean', default: false },
   },
 });
 
@@ -129,34 +130,54 @@ function fill(): void {
     passwd.push(`${user}:{PLAIN}${args.pass}:${UID}:${UID}::${home}::`);
   }
   writeFileSync(join(DIR, 'passwd'), `${passwd.join('\n')}\n`);
-  const names: string[] = [];
-  for (let i = 0; i < distinct; i++) {
-    // What Fulmar stores is the per-recipient prefix then the message; same bytes here (one recipient's prefix).
-    const bytes = Buffer.concat([localPrefix({ returnPath: 'sender@example.com', deliveredTo: 'user@bench.test', rcptTo: 'user@bench.test' }), messageOf(i)]);
-    const path = join(DIR, 'corpus', String(i));
-    writeFileSync(path, bytes);
-    const when = dateOf(i);
-    utimesSync(path, when, when);
-    chownSync(path, UID, UID);
-    names.push(`${Math.floor(when.getTime() / 1000)}.M${i}P1.bench,S=${bytes.length}`);
-  }
-  for (const [user, count] of accounts) {
-    const cur = join(DIR, 'mail', user, 'Maildir', 'cur');
-    for (let i = 0; i < count; i++) {
-      const f = flagsOf(i, count);
-      const letters = [f.includes('\\Flagged') ? 'F' : '', f.includes('\\Answered') ? 'R' : '', f.includes('\\Seen') ? 'S' : ''].join('');
-      linkSync(join(DIR, 'corpus', String(i)), join(cur, `${names[i]}:2,${letters}`));
+  const prefix = (user: string): Buffer => localPrefix({ returnPath: 'sender@example.com', deliveredTo: user, rcptTo: user });
+  const letters = (i: number, count: number): string => {
+    const f = flagsOf(i, count);
+    return [f.includes('\\Flagged') ? 'F' : '', f.includes('\\Answered') ? 'R' : '', f.includes('\\Seen') ? 'S' : ''].join('');
+  };
+  const nameOf = (i: number, size: number): string => `${Math.floor(dateOf(i).getTime() / 1000)}.M${i}P1.bench,S=${size}`;
+  if (args.distinct) {
+    // Every account its own copy of each message (what --distinct stores in Fulmar).
+    accounts.forEach(([user, count], a) => {
+      const cur = join(DIR, 'mail', user, 'Maildir', 'cur');
+      for (let i = 0; i < count; i++) {
+        const bytes = Buffer.concat([prefix(user), messageOf(i, user, a + 1)]);
+        const path = join(cur, `${nameOf(i, bytes.length)}:2,${letters(i, count)}`);
+        writeFileSync(path, bytes);
+        utimesSync(path, dateOf(i), dateOf(i));
+      }
+    });
+  } else {
+    const names: string[] = [];
+    for (let i = 0; i < distinct; i++) {
+      // What Fulmar stores is the per-recipient prefix then the message; same bytes here (one recipient's prefix).
+      const bytes = Buffer.concat([prefix('user@bench.test'), messageOf(i)]);
+      const path = join(DIR, 'corpus', String(i));
+      writeFileSync(path, bytes);
+      utimesSync(path, dateOf(i), dateOf(i));
+      chownSync(path, UID, UID);
+      names.push(nameOf(i, bytes.length));
+    }
+    for (const [user, count] of accounts) {
+      const cur = join(DIR, 'mail', user, 'Maildir', 'cur');
+      for (let i = 0; i < count; i++) linkSync(join(DIR, 'corpus', String(i)), join(cur, `${names[i]}:2,${letters(i, count)}`));
     }
   }
   spawnSync('chown', ['-R', `${UID}:${UID}`, join(DIR, 'mail')]);
-  writeFileSync(join(DIR, 'filled.json'), JSON.stringify({ clients, messages, idleMessages, big }));
-  console.log(`filled ${accounts.length} maildirs (${accounts.reduce((a, [, n]) => a + n, 0).toLocaleString('en')} messages, ${distinct.toLocaleString('en')} distinct files) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  writeFileSync(join(DIR, 'filled.json'), JSON.stringify({ clients, messages, idleMessages, big, distinct: args.distinct }));
+  console.log(`filled ${accounts.length} maildirs (${accounts.reduce((a, [, n]) => a + n, 0).toLocaleString('en')} messages, ${args.distinct ? 'every one its own file' : `${distinct.toLocaleString('en')} distinct files, hard-linked`}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 const command = positionals[0];
 if (command === 'start') {
   mkdirSync(DIR, { recursive: true });
-  const want = JSON.stringify({ clients: Number(args.clients), messages: Number(args.messages), idleMessages: Number(args['idle-messages'] ?? args.messages), big: Number(args.big) });
+  const want = JSON.stringify({
+    clients: Number(args.clients),
+    messages: Number(args.messages),
+    idleMessages: Number(args['idle-messages'] ?? args.messages),
+    big: Number(args.big),
+    distinct: args.distinct,
+  });
   const have = existsSync(join(DIR, 'filled.json')) ? readFileSync(join(DIR, 'filled.json'), 'utf8') : null;
   if (args.fresh || have !== want) fill();
   else console.log(`reusing the maildirs in ${DIR} (${have})`);

@@ -1,13 +1,14 @@
 /**
  * IMAP under a realistic load, end to end: a fresh Fulmar (the real `fulmar start`, through the
  * test harness), or any IMAP server given with --target (Dovecot, see bench/imap-dovecot.ts),
- * with the same messages (bench/imap-corpus.ts) in every mailbox. Three phases:
+ * with the same messages (bench/imap-corpus.ts) in every mailbox. The phases, in this order:
  *
  *  select  SELECT of a mailbox of --big messages (default 100,000): the first one, then --select-runs more.
  *  idle    --idle connections (default 5,000) log in, SELECT a mailbox of --idle-messages and IDLE;
- *          the server's memory before and after, per connection; then one message is delivered
- *          (SMTP for Fulmar, APPEND from another connection with --target) and the time until
- *          every session got its `* n EXISTS`.
+ *          the server's memory before and after, per connection (RSS, and PSS: Dovecot's processes
+ *          share pages); then one message is delivered (SMTP for Fulmar, APPEND from another
+ *          connection with --target) and the time until every session got its `* n EXISTS`.
+ *          Fulmar is then restarted on the same data, so the mix starts from a fresh heap.
  *  mix     --clients C (default 20), one account each with --messages M (default 10,000) in INBOX,
  *          each doing one command at a time for --duration seconds (after --warmup), picked at
  *          random by the weights of --mix from: SELECT INBOX; UID FETCH 1:* (FLAGS); UID FETCH of
@@ -16,16 +17,21 @@
  *          subjects (some with CHARSET UTF-8 and an accented word); IDLE then DONE at once; APPEND
  *          of a new message to INBOX. Prints operations per second, latency per command (p50,
  *          p99, max), the server's peak RSS and CPU, and how busy the machine was.
+ *  solo    each command of the mix alone, one client, --solo-duration seconds each: its latency
+ *          without queueing behind others and the server CPU it costs.
  *
  *   node --import tsx bench/imap.ts                          # all phases, the defaults above
  *   node --import tsx bench/imap.ts --phases mix --messages 1000 --duration 20
+ *   node --import tsx bench/imap.ts --phases solo --mix search=1 --cpu-prof   # where SEARCH spends
  *   node --import tsx bench/imap.ts --target 127.0.0.1:14350 --server-pid 1234   # an already filled server
  *
- * Options: --phases select,idle,mix; --clients, --messages, --duration, --warmup, --mix
+ * Options: --phases select,idle,mix,solo; --clients, --messages, --duration, --warmup, --mix
  * "select=1,flags=1,body=1,store=1,search=1,idle=1,append=1" (default: equal weights);
  * --big, --select-runs; --idle, --idle-messages, --idle-sources K (spread the idle connections
- * over source addresses 127.0.0.2..K+1), --notify-timeout seconds; --cpu-prof (Fulmar's CPU
- * profile, summarised at the end), --node-flags "..." (more flags for the server's node), --keep.
+ * over source addresses 127.0.0.2..K+1), --notify-timeout seconds; --solo-duration; --distinct
+ * (every account its own copy of each message instead of one stored message delivered to all);
+ * --cpu-prof (Fulmar's CPU profile, summarised at the end), --node-flags "..." (more flags for
+ * the server's node), --keep.
  * With --target host:port: --user (printf-style, %d is the client number; default u%d@bench.test),
  * --pass, --idle-user, --big-user, --server-pid (the server's root process: memory and CPU are
  * summed over its process tree). Run `ulimit -n 20000` first for 5,000 idle connections.
@@ -47,12 +53,13 @@ import type { LocalDelivery, Store } from '../src/store/types.js';
 import { FulmarProcess } from '../test/integration/harness.js';
 import { ImapClient, type Reply } from './imap-client.js';
 import { dateOf, expectedSubjectMatches, flagsOf, messageOf, rng, SEARCH_TERMS } from './imap-corpus.js';
-import { allProcessCpu, otherLoad, summarizeProfile, treeCpu, treeMemory, type TreeMemory } from './imap-procs.js';
+import { allProcessCpu, otherLoad, processTree, summarizeProfile, treeCpu, treeMemory, type TreeMemory } from './imap-procs.js';
 import { machineBusySeconds, mb, percentile } from './proc-stats.js';
 
 const { values: args } = parseArgs({
   options: {
-    phases: { type: 'string', default: 'select,idle,mix' },
+    phases: { type: 'string', default: 'select,idle,mix,solo' },
+    'solo-duration': { type: 'string', default: '5' },
     clients: { type: 'string', default: '20' },
     messages: { type: 'string', default: '10000' },
     duration: { type: 'string', default: '30' },
@@ -73,6 +80,7 @@ const { values: args } = parseArgs({
     'cpu-prof': { type: 'boolean', default: false },
     'node-flags': { type: 'string', default: '' },
     keep: { type: 'boolean', default: false },
+    distinct: { type: 'boolean', default: false },
   },
 });
 
@@ -83,11 +91,13 @@ const DURATION = Number(args.duration) * 1000;
 const WARMUP = Number(args.warmup) * 1000;
 const BIG = PHASES.has('select') ? Number(args.big) : 0;
 const SELECT_RUNS = Number(args['select-runs']);
+const SOLO = Number(args['solo-duration']) * 1000;
 const IDLE = PHASES.has('idle') ? Number(args.idle) : 0;
 const IDLE_MESSAGES = Number(args['idle-messages'] ?? MESSAGES);
 const IDLE_SOURCES = Math.max(1, Number(args['idle-sources']));
 const NOTIFY_TIMEOUT = Number(args['notify-timeout']) * 1000;
 const PASSWORD = args.pass;
+const DISTINCT = args.distinct;
 const DOMAIN = 'bench.test';
 const userOf = (k: number): string => args.user.replace('%d', String(k));
 
@@ -122,36 +132,50 @@ interface Server {
   pid: number | null;
   /** Delivers one message to the idle account; resolves when the server acknowledged it. */
   deliver(index: number): Promise<{ handedOver: number; acked: number }>;
+  /**
+   * Restarts the server on the same data (Fulmar: after the idle phase, so the mix starts from
+   * a fresh heap rather than one 5,000 sessions grew); updates `pid`.
+   */
+  restart?(): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Filling Fulmar: one commit per message, a local delivery to every account that holds it.
 
 async function fill(store: Store, accounts: { users: number[]; idle: number | null; big: number | null }, addresses: Map<number, string>): Promise<void> {
-  const total = Math.max(accounts.users.length > 0 ? MESSAGES : 0, accounts.idle !== null ? IDLE_MESSAGES : 0, accounts.big !== null ? BIG : 0);
+  const holders: Array<[accountId: number, count: number, variant: number]> = [
+    ...accounts.users.map((id, k) => [id, MESSAGES, k + 1] as [number, number, number]),
+    ...(accounts.idle !== null ? [[accounts.idle, IDLE_MESSAGES, accounts.users.length + 1] as [number, number, number]] : []),
+    ...(accounts.big !== null ? [[accounts.big, BIG, accounts.users.length + 2] as [number, number, number]] : []),
+  ];
+  const total = Math.max(0, ...holders.map(([, n]) => n));
+  // Shared: one commit per message with a delivery to every account holding it (one SMTP message,
+  // many RCPT TO). --distinct: one commit per account and message, each its own bytes.
+  const jobs: Array<[i: number, holders: Array<[number, number, number]>]> = [];
+  for (let i = 0; i < total; i++) {
+    const mine = holders.filter(([, n]) => i < n);
+    if (DISTINCT) for (const h of mine) jobs.push([i, [h]]);
+    else jobs.push([i, mine]);
+  }
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < total) {
-      const i = next++;
-      const blob = messageOf(i);
+    while (next < jobs.length) {
+      const [i, to] = jobs[next++]!;
+      const blob = DISTINCT ? messageOf(i, addresses.get(to[0]![0])!, to[0]![2]) : messageOf(i);
       const meta = new MessageMetaBuilder();
       meta.write(blob);
       const writer = await store.blobs.createWriter();
       await writer.write(blob);
       const staged = await writer.finish();
-      const local: LocalDelivery[] = [];
-      const add = (accountId: number, count: number): void => {
+      const local: LocalDelivery[] = to.map(([accountId, count]) => {
         const address = addresses.get(accountId)!;
-        local.push({
+        return {
           accountId,
           mailbox: 'INBOX',
           prefix: localPrefix({ returnPath: 'sender@example.com', deliveredTo: address, rcptTo: address }),
           flags: flagsOf(i, count),
-        });
-      };
-      if (i < MESSAGES) for (const id of accounts.users) add(id, MESSAGES);
-      if (accounts.idle !== null && i < IDLE_MESSAGES) add(accounts.idle, IDLE_MESSAGES);
-      if (accounts.big !== null && i < BIG) add(accounts.big, BIG);
+        };
+      });
       await store.mail.commitDelivery({ blob: staged, meta: meta.finish(), internalDate: dateOf(i), local, outbound: null });
     }
   };
@@ -307,7 +331,9 @@ async function idlePhase(server: Server, idleUser: string): Promise<boolean> {
   }
   if (badDone) console.log(`  ${badDone} of ${sample.length} sessions did not answer DONE with OK`);
   for (const c of open) c.close();
+  // Until the server let go of the sessions (Dovecot's 5,000 processes take a while to exit).
   await sleep(2000);
+  for (let t = 0; before && server.pid !== null && t < 120 && treeMemory(server.pid).processes > before.processes + 2; t++) await sleep(500);
   return failures.length === 0 && delays.length === open.length && within1s === open.length && badDone === 0;
 }
 
@@ -319,16 +345,24 @@ interface MixResult {
   problems: string[];
 }
 
-function pickKind(r: () => number): Kind {
-  let x = r() * WEIGHT_SUM;
+function pickKind(r: () => number, weights: Record<Kind, number>): Kind {
+  let x = r() * KINDS.reduce((a, k) => a + weights[k], 0);
   for (const k of KINDS) {
-    x -= WEIGHTS[k];
+    x -= weights[k];
     if (x < 0) return k;
   }
   return KINDS[KINDS.length - 1]!;
 }
 
-async function mixClient(server: Server, k: number, recordFrom: number, until: number, expected: Map<string, number>, result: MixResult): Promise<void> {
+async function mixClient(
+  server: Server,
+  k: number,
+  recordFrom: number,
+  until: number,
+  expected: Map<string, number>,
+  result: MixResult,
+  weights: Record<Kind, number> = WEIGHTS,
+): Promise<void> {
   const problem = (p: string): void => {
     if (result.problems.length < 200) result.problems.push(`client ${k}: ${p}`);
   };
@@ -337,11 +371,13 @@ async function mixClient(server: Server, k: number, recordFrom: number, until: n
   if (r.status !== 'OK') throw new Error(`SELECT: ${r.status} ${r.text}`);
   r = await c.command('UID SEARCH ALL', { collectSearch: true });
   const uids = r.search!.sort((a, b) => a - b);
-  if (uids.length !== MESSAGES) problem(`UID SEARCH ALL found ${uids.length} messages, ${MESSAGES} expected`);
-  const rand = rng(1000 + k);
-  let appended = 0;
+  // More when earlier phases or runs appended (the solo phase reuses an account of the mix; a
+  // reused Dovecot keeps its maildirs): those count as appended below.
+  if (uids.length < MESSAGES) problem(`UID SEARCH ALL found ${uids.length} messages, at least ${MESSAGES} expected`);
+  const rand = rng(1000 + k * 7 + uids.length);
+  let appended = uids.length - MESSAGES;
   while (performance.now() < until) {
-    const kind = pickKind(rand);
+    const kind = pickKind(rand, weights);
     const t0 = performance.now();
     let reply: Reply;
     switch (kind) {
@@ -440,7 +476,7 @@ async function mixPhase(server: Server): Promise<boolean> {
   const clientSeconds = (clientCpu.user + clientCpu.system) / 1e6;
   const machineBusy = machineBusySeconds() - machineBefore;
   const exclude = new Set<number>([process.pid]);
-  if (server.pid !== null) for (const p of (await import('./imap-procs.js')).processTree(server.pid)) exclude.add(p);
+  if (server.pid !== null) for (const p of processTree(server.pid)) exclude.add(p);
   const others = otherLoad(processesBefore, exclude);
   const end = server.pid !== null ? treeMemory(server.pid) : null;
   for (const s of settled) if (s.status === 'rejected') result.problems.push(`client failed: ${(s.reason as Error).message}`);
@@ -471,12 +507,50 @@ async function mixPhase(server: Server): Promise<boolean> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Phase: each command of the mix alone, one client, so its own latency and server CPU show.
+
+async function soloPhase(server: Server): Promise<boolean> {
+  console.log(`\neach command alone: one client (${userOf(0)}, ${MESSAGES.toLocaleString('en')} messages), ${SOLO / 1000} s each after 1 s of warm-up:`);
+  console.log(`  ${'command'.padEnd(32)} ${'count'.padStart(7)} ${'ops/s'.padStart(7)} ${'p50'.padStart(9)} ${'p99'.padStart(9)} ${'max'.padStart(9)} ${'server CPU/op'.padStart(14)}`);
+  const expected = expectedSubjectMatches(MESSAGES);
+  let ok = true;
+  for (const kind of KINDS) {
+    if (WEIGHTS[kind] === 0) continue;
+    const weights = Object.fromEntries(KINDS.map((k) => [k, k === kind ? 1 : 0])) as Record<Kind, number>;
+    const result: MixResult = { latencies: Object.fromEntries(KINDS.map((k) => [k, []])) as unknown as Record<Kind, number[]>, problems: [] };
+    const recordFrom = performance.now() + 1000;
+    let cpuBefore = NaN;
+    const startMeasure = setTimeout(() => (cpuBefore = server.pid !== null ? treeCpu(server.pid) : NaN), recordFrom - performance.now());
+    await mixClient(server, 0, recordFrom, recordFrom + SOLO, expected, result, weights).catch((e: Error) => result.problems.push(`client failed: ${e.message}`));
+    clearTimeout(startMeasure);
+    const elapsed = (performance.now() - recordFrom) / 1000;
+    const cpu = server.pid !== null ? treeCpu(server.pid) - cpuBefore : NaN;
+    const l = Float64Array.from(result.latencies[kind]).sort();
+    console.log(
+      `  ${LABELS[kind].padEnd(32)} ${String(l.length).padStart(7)} ${(l.length / elapsed).toFixed(1).padStart(7)} ${ms(percentile(l, 50)).padStart(9)} ${ms(percentile(l, 99)).padStart(9)} ${ms(percentile(l, 100)).padStart(9)} ${ms((1000 * cpu) / Math.max(1, l.length)).padStart(14)}`,
+    );
+    if (result.problems.length) {
+      console.log(`    ${result.problems.length} PROBLEMS, first: ${result.problems.slice(0, 3).join('; ')}`);
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 async function runPhases(server: Server): Promise<boolean> {
   let ok = true;
   if (PHASES.has('select') && BIG > 0) ok = (await selectPhase(server, args['big-user'])) && ok;
-  if (PHASES.has('idle') && IDLE > 0) ok = (await idlePhase(server, args['idle-user'])) && ok;
+  if (PHASES.has('idle') && IDLE > 0) {
+    ok = (await idlePhase(server, args['idle-user'])) && ok;
+    if (server.restart && (PHASES.has('mix') || PHASES.has('solo'))) {
+      await server.restart();
+      console.log(`\n(server restarted on the same data after the idle phase: pid ${server.pid})`);
+    }
+  }
   if (PHASES.has('mix') && CLIENTS > 0) ok = (await mixPhase(server)) && ok;
+  if (PHASES.has('solo')) ok = (await soloPhase(server)) && ok;
   return ok;
 }
 
@@ -517,7 +591,7 @@ async function againstFulmar(): Promise<boolean> {
   try {
     const tc = performance.now();
     f.cli('domain', 'add', DOMAIN);
-    const users = PHASES.has('mix') ? Array.from({ length: CLIENTS }, (_, k) => userOf(k)) : [];
+    const users = PHASES.has('mix') || PHASES.has('solo') ? Array.from({ length: Math.max(1, CLIENTS) }, (_, k) => userOf(k)) : [];
     const addresses = [...users, ...(IDLE > 0 ? [args['idle-user']] : []), ...(BIG > 0 ? [args['big-user']] : [])];
     for (const a of addresses) f.cli('user', 'add', a, '--password', PASSWORD);
     const store = await f.openStore();
@@ -531,7 +605,7 @@ async function againstFulmar(): Promise<boolean> {
       await store.close();
     }
     const rows = users.length * MESSAGES + (IDLE > 0 ? IDLE_MESSAGES : 0) + BIG;
-    const distinct = Math.max(users.length ? MESSAGES : 0, IDLE > 0 ? IDLE_MESSAGES : 0, BIG);
+    const distinct = DISTINCT ? rows : Math.max(users.length ? MESSAGES : 0, IDLE > 0 ? IDLE_MESSAGES : 0, BIG);
     console.log(
       `  ${addresses.length} accounts in ${((tf - tc) / 1000).toFixed(1)} s; filled ${rows.toLocaleString('en')} messages (${distinct.toLocaleString('en')} distinct) in ${((performance.now() - tf) / 1000).toFixed(1)} s (store API, group commit)`,
     );
@@ -544,17 +618,23 @@ async function againstFulmar(): Promise<boolean> {
       port: f.ports.imap,
       pid,
       deliver: (index) => smtpDeliver(f.ports.smtp, args['idle-user'], messageOf(index, args['idle-user'])),
+      async restart() {
+        await f.stop();
+        await f.start();
+        this.pid = f.child!.pid!;
+        await sleep(500);
+      },
     };
     ok = await runPhases(server);
     await f.stop();
     if (args['cpu-prof']) {
-      const prof = readdirSync(scratch).find((n) => n.endsWith('.cpuprofile'));
-      if (prof) {
-        console.log(`\nCPU profile (the whole server life, startup included): ${join(scratch, prof)}`);
+      // One profile per server life (two when the server restarted after the idle phase).
+      const profiles = readdirSync(scratch).filter((n) => n.endsWith('.cpuprofile')).sort();
+      for (const prof of profiles) {
+        console.log(`\nCPU profile (one server life, startup included): ${join(scratch, prof)}`);
         console.log(summarizeProfile(join(scratch, prof)));
-      } else {
-        console.log('  no CPU profile was written (did the server exit cleanly?)');
       }
+      if (profiles.length === 0) console.log('  no CPU profile was written (did the server exit cleanly?)');
     }
   } finally {
     await f.kill();
