@@ -90,4 +90,35 @@ export function registerUserCommands(program: Command): void {
       process.stdout.write(`quota of ${address.toLowerCase()}: ${q === null ? 'unlimited' : formatSize(q)}\n`);
     });
   });
+  addCommonOptions(
+    user
+      .command('sendas')
+      .argument('<address>', 'the account')
+      .argument('[patterns...]', 'addresses it may also send as (bob@example.com), or @domain for a whole domain')
+      .option('--clear', 'remove every extra sender address')
+      .description(
+        'set the extra sender addresses (MAIL FROM) an account may use on submission, beyond its own and its aliases; without patterns, show them',
+      ),
+  ).action(async (address: string, patterns: string[], _o: unknown, cmd: Command) => {
+    const opts = allOptions<CommonOptions & { clear?: boolean }>(cmd);
+    await withServices(opts, async ({ directory }) => {
+      const account = await directory.getUser(address);
+      if (!account) throw new InvalidInput(`no account ${address.toLowerCase()}; add it with: fulmar user add ${address.toLowerCase()} --password ...`);
+      if (opts.clear && patterns.length > 0) throw new InvalidInput('give either patterns or --clear, not both');
+      if (!opts.clear && patterns.length === 0) {
+        process.stdout.write(
+          account.sendAs.length === 0
+            ? `${account.address} sends only as itself and its aliases (add more with: fulmar user sendas ${account.address} @example.com)\n`
+            : `${account.address} may also send as: ${account.sendAs.join(' ')}\n`,
+        );
+        return;
+      }
+      await directory.setSendAs(account.address, opts.clear ? [] : patterns);
+      const updated = await directory.getUser(account.address);
+      const list = updated?.sendAs ?? [];
+      process.stdout.write(
+        list.length === 0 ? `${account.address}: no extra sender addresses\n` : `${account.address} may also send as: ${list.join(' ')}\n`,
+      );
+    });
+  });
 }

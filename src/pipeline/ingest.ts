@@ -12,6 +12,7 @@ import type { Directory } from '../directory/directory.js';
 import type { SettingsSnapshot } from '../store/runtime-settings.js';
 import type { Account, BlobStore, DeliveryOutcome, LocalDelivery, MailStore, OutboundRecipient } from '../store/types.js';
 import { localPrefix } from '../delivery/local.js';
+import { checkSpooledMessage, type AuthVerdict, type InboundClient } from '../filters/auth-results.js';
 import { SpoolWriter, type SpoolResult } from './spool.js';
 
 export interface IngestServices {
@@ -26,6 +27,11 @@ export interface IngestContext {
   /** True when the client proved who it is (SMTP AUTH): it may relay to remote addresses. */
   authenticated: boolean;
   settings: SettingsSnapshot;
+  /**
+   * Set for mail from an unauthenticated client on port 25: the message is checked (SPF, DKIM,
+   * DMARC, ARC; filters/auth-results.ts) before the commit.
+   */
+  inbound?: InboundClient | null;
 }
 
 export type RecipientRefusal =
@@ -52,8 +58,10 @@ interface AcceptedRecipient {
 }
 
 export type CommitResult =
-  | { ok: true; outcome: DeliveryOutcome; size: number }
-  | { ok: false; reason: 'too-big' | 'header-too-big'; size: number; limit: number };
+  | { ok: true; outcome: DeliveryOutcome; size: number; auth: AuthVerdict | null }
+  | { ok: false; reason: 'too-big' | 'header-too-big'; size: number; limit: number }
+  /** DMARC p=reject failed and smtp.dmarc_reject is on: nothing was stored. */
+  | { ok: false; reason: 'dmarc-reject'; size: number; domain: string; auth: AuthVerdict };
 
 export class MessageTransaction {
   private readonly recipients: AcceptedRecipient[] = [];
@@ -136,6 +144,13 @@ export class MessageTransaction {
       await this.services.blobs.discard(spooled.blob);
       return { ok: false, reason: 'too-big', size: spooled.size, limit };
     }
+    // Sender authentication (port 25 only): Authentication-Results goes into each local copy's
+    // prefix, so the stored blob stays as received; DMARC may send the copies to Junk or refuse.
+    const auth = this.context.inbound ? await checkSpooledMessage(spooled.blob, this.context.inbound, this.mailFrom, this.context.settings) : null;
+    if (auth?.action === 'reject') {
+      await this.services.blobs.discard(spooled.blob);
+      return { ok: false, reason: 'dmarc-reject', size: spooled.size, domain: auth.policyDomain ?? '', auth };
+    }
     const local: LocalDelivery[] = [];
     const seenAccounts = new Set<number>();
     const remote = new Map<string, OutboundRecipient>();
@@ -145,8 +160,8 @@ export class MessageTransaction {
         seenAccounts.add(account.id);
         local.push({
           accountId: account.id,
-          mailbox: 'INBOX',
-          prefix: localPrefix({ returnPath: this.mailFrom, deliveredTo: account.address, rcptTo: r.address }),
+          mailbox: auth?.action === 'junk' ? 'Junk' : 'INBOX',
+          prefix: withAuthHeader(localPrefix({ returnPath: this.mailFrom, deliveredTo: account.address, rcptTo: r.address }), auth),
           flags: [],
         });
       }
@@ -170,7 +185,7 @@ export class MessageTransaction {
           : { mailFrom: this.mailFrom, recipients: [...remote.values()], envId: this.dsn.envId, ret: this.dsn.ret },
     });
     if (outcome.queueId !== null) this.services.onQueued?.();
-    return { ok: true, outcome, size: spooled.size };
+    return { ok: true, outcome, size: spooled.size, auth };
   }
 
   async abort(): Promise<void> {
@@ -178,4 +193,9 @@ export class MessageTransaction {
     this.spool = null;
     if (spool) await spool.abort();
   }
+}
+
+/** The per-delivery prefix with the Authentication-Results header after Return-Path & co. */
+function withAuthHeader(prefix: Buffer, auth: AuthVerdict | null): Buffer {
+  return auth && auth.header.length > 0 ? Buffer.concat([prefix, auth.header]) : prefix;
 }

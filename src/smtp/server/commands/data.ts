@@ -171,10 +171,15 @@ async function finishMessage(ctx: CommandContext, id: string, stats: DataStats, 
           local: result.outcome.delivered.length,
           queued: result.outcome.queueId,
           ms: Date.now() - started,
+          ...(result.auth ? { auth: result.auth.results, authAction: result.auth.action, authError: result.auth.error } : {}),
         },
         'message accepted',
       );
       reply = { code: 250, enhanced: '2.0.0', text: `Ok: queued as ${id}` };
+    } else if (result.reason === 'dmarc-reject') {
+      const what = `Email rejected per DMARC policy for ${result.domain}`;
+      s.log.info({ event: 'smtp.refused', id, reason: result.reason, from: tx.mailFrom, auth: result.auth.results }, what);
+      reply = { code: 550, enhanced: '5.7.1', text: what };
     } else {
       const what = result.reason === 'header-too-big' ? 'Message header exceeds the header size limit' : `Message size exceeds fixed maximum message size (${result.limit} bytes)`;
       s.log.info({ event: 'smtp.refused', id, reason: result.reason, size: result.size, limit: result.limit }, what);

@@ -1,4 +1,5 @@
 /** MAIL, RCPT and RSET (rfc5321 4.1.1.2, 4.1.1.3, 4.1.1.5): the envelope of one transaction. */
+import { checkSender } from '../../../filters/sender-policy.js';
 import { MessageTransaction } from '../../../pipeline/ingest.js';
 import type { SmtpCommand } from '../parser.js';
 import { recipientRefusalReply } from '../replies.js';
@@ -30,9 +31,23 @@ export async function cmdMail(ctx: CommandContext, command: Extract<SmtpCommand,
     ctx.error({ code: 553, enhanced: '5.6.7', text: 'Non-ASCII address requires the SMTPUTF8 parameter' });
     return;
   }
+  if (s.account !== null && s.settings.get('submission.enforce_sender')) {
+    // An authenticated user sends only as an address they own (filters/sender-policy.ts).
+    const from = command.from?.address ?? '';
+    if (!(await checkSender(s.services.directory, s.account, from)).ok) {
+      s.log.info({ event: 'smtp.sender_refused', from, user: s.account.address }, 'sender address not owned');
+      ctx.error({ code: 553, enhanced: '5.7.1', text: `Sender address <${from}> not owned by user ${s.account.address}` });
+      return;
+    }
+  }
   s.transaction = new MessageTransaction(
     s.services,
-    { authenticated: s.account !== null, settings: s.settings },
+    {
+      authenticated: s.account !== null,
+      settings: s.settings,
+      // Mail from the world (port 25, no AUTH) gets SPF, DKIM, DMARC and ARC checks.
+      inbound: s.port === 'mx' && s.account === null ? { ip: s.remoteAddress, helo: s.heloName, hostname: s.hostname } : null,
+    },
     command.from?.address ?? '',
     p.size ?? null,
     { envId: p.envid ?? null, ret: p.ret ?? null },
