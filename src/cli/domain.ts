@@ -60,6 +60,7 @@ export function registerDomainCommands(program: Command): void {
       process.stdout.write(`${name.toLowerCase()}: max-message-size ${bytes === 0 ? 'none (the global limit applies)' : formatSize(bytes)}\n`);
     });
   });
+
   addCommonOptions(
     domain
       .command('dkim')

@@ -90,6 +90,7 @@ export function registerUserCommands(program: Command): void {
       process.stdout.write(`quota of ${address.toLowerCase()}: ${q === null ? 'unlimited' : formatSize(q)}\n`);
     });
   });
+
   addCommonOptions(
     user
       .command('sendas')
