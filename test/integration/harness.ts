@@ -70,10 +70,14 @@ export class FulmarProcess {
       imaps: await freePort(),
     };
     // The other services are not started yet, but every port must be valid and distinct.
+    // SPF/DKIM/DMARC checks of port-25 mail are off by default here (a config-file default, so
+    // the store can turn them on): they would ask the system's DNS for every test message.
+    // The tests of the checks (smtp-auth-checks, dkim) turn them on with their own DNS server.
     const configFile = join(dataDir, 'fulmar.toml');
     writeFileSync(
       configFile,
-      `listen = "127.0.0.1"\n[ports]\n${Object.entries(ports).map(([k, v]) => `${k} = ${v}`).join('\n')}\n`,
+      `listen = "127.0.0.1"\n[ports]\n${Object.entries(ports).map(([k, v]) => `${k} = ${v}`).join('\n')}\n` +
+        `[settings]\n"smtp.auth_checks" = false\n`,
     );
     const f = new FulmarProcess(dataDir, configFile, ports, options.hostname ?? 'mx.fulmar.test');
     f.nodeFlags = options.nodeFlags ?? [];
