@@ -99,9 +99,9 @@ export class ReplyReader {
     this.maxLines = options.maxLines ?? DEFAULT_MAX_REPLY_LINES;
   }
 
-  /** True when nothing is held: no partial line, no partial reply. */
-  get idle(): boolean {
-    return this.lines.bufferedBytes === 0 && this.pending.length === 0;
+  /** Bytes pushed and not yet parsed into lines (bounded only by the caller's reading). */
+  get unparsedBytes(): number {
+    return this.lines.bufferedBytes;
   }
 
   push(chunk: Buffer): void {
