@@ -254,12 +254,17 @@ export interface DirectoryStore {
   setApopSecret(address: string, secret: string | null): Promise<void>;
   getApopSecret(accountId: number): Promise<string | null>;
 
-  /** The domain's DKIM signing key (one active key per domain); null removes it. */
+  /**
+   * The domain's DKIM signing key (one active key per domain, removed with the domain); null
+   * removes it. NotFound for an unknown domain; InvalidInput for a malformed key.
+   */
   setDkimKey(domain: string, key: DkimKey | null): Promise<void>;
+  /** Null when the domain has no key or does not exist. */
   getDkimKey(domain: string): Promise<DkimKey | null>;
   /**
    * Extra sender addresses an account may use at submission beyond its own address and the
-   * aliases that reach it: exact addresses or `@domain` for a whole domain. [] = none.
+   * aliases that reach it: exact addresses or `@domain` for a whole domain. [] = none. Stored
+   * lower-cased and without duplicates; NotFound for an unknown account.
    */
   setSendAs(address: string, patterns: string[]): Promise<void>;
 
@@ -373,26 +378,45 @@ export interface QueueStore {
   /**
    * Leases up to `limit` messages that have recipients due (status queued or deferred,
    * next attempt <= now, message not held, no live lease of another owner), for `leaseMs`.
-   * Each comes with its due recipients only. A lease that expired (its worker died) can be
-   * taken over: that is how a crash mid-delivery is retried.
+   * Each comes with its due recipients only, oldest due first. A lease that expired (its worker
+   * died) can be taken over: that is how a crash mid-delivery is retried. A live lease is never
+   * handed out again by the store instance (process) that took it, even to the same owner, so a
+   * worker may claim more while it delivers; another instance with the same owner (the worker
+   * restarted) takes that owner's live leases back at once.
    */
   claimDue(owner: string, now: Date, limit: number, leaseMs: number): Promise<LeasedMessage[]>;
   /**
    * Records an attempt's per-recipient results in one durable transaction and ends the lease.
    * A recipient recorded `delivered` is never handed out again. When every recipient of the
-   * message is delivered or failed, the message leaves the queue (its blob reference released).
-   * Ignored (returns false) when the lease is no longer `owner`'s.
+   * message is delivered or failed, the message leaves the queue (its blob reference released):
+   * commit any bounce that needs the message before recording the results that end it.
+   * Ignored (returns false) when the lease is no longer `owner`'s, or the message is gone; an
+   * expired lease nobody took over is still the owner's. A result for a recipient already
+   * delivered or failed is ignored; InvalidInput (nothing recorded) for a deferred result
+   * without nextAttemptAt or a recipient of another message. Empty results just end the lease.
    */
   recordResults(queueId: number, owner: string, results: RecipientResult[]): Promise<boolean>;
-  /** When the next recipient is due (for the scheduler's sleep), or null when nothing waits. */
+  /**
+   * When the next recipient is due (for the scheduler's sleep), or null when nothing waits.
+   * Held messages do not count; a leased message counts from the end of its lease.
+   */
   nextDue(): Promise<Date | null>;
-  /** Makes deferred recipients due now (one message, or all); returns how many. */
+  /**
+   * Makes waiting recipients of non-held messages due now (one message, or all); returns how
+   * many were not due yet. NotFound for an unknown id.
+   */
   retryNow(queueId?: number): Promise<number>;
-  /** A held message is not delivered until released. NotFound for an unknown id. */
+  /**
+   * A held message is not claimed until released; its schedule is kept (retryNow after release
+   * to send at once). An attempt already under way finishes. NotFound for an unknown id.
+   */
   setHeld(queueId: number, held: boolean): Promise<void>;
-  /** Removes a message from the queue without bouncing it. NotFound for an unknown id. */
+  /**
+   * Removes a message from the queue without bouncing it (a worker holding it is then ignored,
+   * see recordResults). NotFound for an unknown id.
+   */
   deleteQueued(queueId: number): Promise<void>;
-  /** Marks that the sender was warned of the delay (so it happens once per recipient). */
+  /** Marks that the sender was warned of the delay (so it happens once per recipient); unknown ids are ignored. */
   markDelayWarned(recipientIds: number[]): Promise<void>;
 }
 

@@ -7,6 +7,10 @@
  * - A lease is (lease_owner, lease_until ms) on queue_messages. claimDue reads and sets leases
  *   in one IMMEDIATE transaction: SQLite's single writer makes a double lease impossible, across
  *   processes too. Both columns are NULL when nobody holds the message.
+ * - A live lease is never handed out again by the store instance that took it, whatever the
+ *   owner: a worker that claims more while it delivers must not get its own messages twice.
+ *   Another instance with the same owner name (the worker's process restarted) takes it back at
+ *   once; any owner takes it once it expired.
  * - recordResults changes nothing unless lease_owner is still the caller (an expired lease
  *   nobody took over still counts: its results are real). A recipient already delivered or
  *   failed keeps that status whatever a later result says.
@@ -48,6 +52,8 @@ export class QueueWrites {
   private readonly refs: BlobRefs;
   private pending: PendingRecord[] = [];
   private flushQueued = false;
+  /** Messages this instance leased and has not recorded yet: id -> lease_until (ms). */
+  private readonly leasedHere = new Map<number, number>();
   private readonly runBatch: (batch: PendingRecord[]) => Applied[];
 
   constructor(
@@ -77,18 +83,21 @@ export class QueueWrites {
     if (!Number.isSafeInteger(limit) || limit < 0) throw new InvalidInput(`claim limit must be a whole number, not ${limit}`);
     if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new InvalidInput(`lease must be a positive number of ms, not ${leaseMs}`);
     if (limit === 0) return [];
-    return this.db
+    for (const [id, until] of this.leasedHere) if (until < at) this.leasedHere.delete(id);
+    const mine = JSON.stringify([...this.leasedHere.keys()]);
+    const leased = this.db
       .transaction((): LeasedMessage[] => {
         // Walks waiting recipients in due order (index queue_recipients_waiting) and stops at
         // `limit` distinct messages, so a long backlog costs only what is taken.
-        const due = this.sql<[{ now: number; owner: string }], { queue_id: number }>(
+        const due = this.sql<[{ now: number; owner: string; mine: string }], { queue_id: number }>(
           `SELECT r.queue_id FROM queue_recipients r JOIN queue_messages m ON m.id = r.queue_id
            WHERE r.${WAITING} AND r.next_attempt_at <= @now AND m.held = 0
-             AND (m.lease_owner IS NULL OR m.lease_until < @now OR m.lease_owner = @owner)
+             AND (m.lease_owner IS NULL OR m.lease_until < @now
+                  OR (m.lease_owner = @owner AND m.id NOT IN (SELECT value FROM json_each(@mine))))
            ORDER BY r.next_attempt_at, r.queue_id`,
         );
         const ids = new Set<number>();
-        for (const row of due.iterate({ now: at, owner })) {
+        for (const row of due.iterate({ now: at, owner, mine })) {
           ids.add(row.queue_id);
           if (ids.size >= limit) break;
         }
@@ -106,6 +115,8 @@ export class QueueWrites {
         return leased;
       })
       .immediate();
+    for (const m of leased) this.leasedHere.set(m.id, at + leaseMs);
+    return leased;
   }
 
   recordResults(queueId: number, owner: string, results: RecipientResult[]): Promise<boolean> {
@@ -136,6 +147,7 @@ export class QueueWrites {
           return this.removeMessage(queueId, row.blob_hash);
         })
         .immediate();
+      this.leasedHere.delete(queueId);
       await removeBlobFiles(this.blobs, unreferenced);
     });
   }
@@ -158,8 +170,12 @@ export class QueueWrites {
     if (unreferenced.length > 0) await removeBlobFiles(this.blobs, unreferenced);
     batch.forEach((p, i) => {
       const a = applied[i]!;
-      if (a.ok) p.resolve(a.recorded);
-      else p.reject(a.error);
+      if (a.ok) {
+        this.leasedHere.delete(p.queueId);
+        p.resolve(a.recorded);
+      } else {
+        p.reject(a.error);
+      }
     });
   }
 
