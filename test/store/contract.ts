@@ -14,6 +14,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Readable } from 'node:stream';
 import type { DeliveryCommit, LocalDelivery, MailEvent, StagedBlob, Store } from '../../src/store/types.js';
 import { describeImapContract } from './contract-imap.js';
+import { describeQueueContract } from './contract-queue.js';
 
 export interface StoreHarness {
   store: Store;
@@ -613,6 +614,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
     });
 
     describeImapContract(() => store);
+    describeQueueContract(() => h);
 
     describe('sharing with another process', () => {
       it('sees an account added by a second process at once', async (t) => {

@@ -80,3 +80,52 @@ it('sqlite: migration 4 turns the subscribed column into subscriptions, keeping 
     await rm(dataDir, { recursive: true, force: true });
   }
 });
+
+it('sqlite: migration 5 keeps queued mail claimable and gives accounts no extra sender addresses', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fulmar-store-'));
+  try {
+    // A data folder made by the release before outbound delivery (version 4), with mail queued.
+    const old = new Database(join(dataDir, DATABASE_FILE));
+    old.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    for (let step = 1; step <= 4; step++) {
+      old.exec(MIGRATIONS[step - 1]!);
+      old.prepare('INSERT INTO schema_version VALUES (?, ?)').run(step, Date.now());
+    }
+    const hash = 'ab'.repeat(32);
+    old.exec(`
+      INSERT INTO domains (id, name, created_at) VALUES (1, 'example.org', 0);
+      INSERT INTO accounts (id, address, local_part, domain_id, password_hash, created_at) VALUES (1, 'a@example.org', 'a', 1, 'h', 0);
+      INSERT INTO blob_refs (hash, size, refcount) VALUES ('${hash}', 5, 1);
+      INSERT INTO blob_data (hash, data) VALUES ('${hash}', X'6869210D0A');
+      INSERT INTO queue_messages (id, blob_hash, size, mail_from, created_at) VALUES (7, '${hash}', 5, 'a@example.org', 1000);
+      INSERT INTO queue_recipients (id, queue_id, address, status, attempts, next_attempt_at, last_error)
+        VALUES (1, 7, 'x@remote.example', 'deferred', 2, 2000, '451 later'), (2, 7, 'y@remote.example', 'delivered', 1, 1500, NULL);
+    `);
+    old.close();
+    const store = await openSqliteStore({ dataDir });
+    try {
+      assert.deepEqual((await store.directory.getAccount('a@example.org'))?.sendAs, []);
+      assert.equal(await store.directory.getDkimKey('example.org'), null);
+      const queued = await store.queue.getQueued(7);
+      assert.equal(queued?.held, false);
+      assert.deepEqual(
+        queued?.recipients.map((r) => [r.status, r.attempts, r.lastError, r.remoteMta, r.delayWarned]),
+        [
+          ['deferred', 2, '451 later', null, false],
+          ['delivered', 1, null, null, false],
+        ],
+      );
+      assert.equal((await store.queue.nextDue())?.getTime(), 2000);
+      const [leased] = await store.queue.claimDue('w', new Date(3000), 10, 60_000);
+      assert.deepEqual(leased?.recipients.map((r) => r.id), [1]);
+      assert.equal(await store.queue.recordResults(7, 'w', [{ recipientId: 1, outcome: 'delivered', error: null }]), true);
+      assert.deepEqual(await store.queue.listQueued(), []);
+      assert.equal(await store.blobs.exists(hash), false, 'the queue held the only reference');
+      assert.equal(inlineBlobCount(store.databasePath), 0);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
