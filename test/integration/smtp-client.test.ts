@@ -5,6 +5,7 @@
  * one happy path. MX hosts are told apart by loopback address (127.0.0.2, ...) on one port.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { deliverMessage, type DeliveryOptions, type DeliveryRequest, type RecipientOutcome } from '../../src/smtp/client/deliver.js';
@@ -701,5 +702,79 @@ test('Fulmar itself as the peer: delivered into the mailbox, with STARTTLS and P
     assert.equal(f.events('smtp.starttls_pipelined').length, 0);
   } finally {
     await stopServer(f, admin);
+  }
+});
+
+// --- Hostile servers ---------------------------------------------------------------------------
+
+/** A small seeded PRNG (mulberry32), so a failing run can be replayed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('hostile servers: random replies, garbage, resets and stalls never throw, leak or lose a recipient', async () => {
+  const seed = Number(process.env.SMTP_CLIENT_FUZZ_SEED ?? Date.now() % 100_000);
+  const random = prng(seed);
+  const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)]!;
+  const replies = ['220 hi', '250 ok', '250-a\r\n250 b', '354 go', '421 4.3.2 bye', '450 4.0.0 later', '550 5.0.0 no', '503 bad', '334 VXNlcm5hbWU6', '235 ok', '221 bye', '2', '999 what', '250-', '\x00\xff', ''];
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    const act = (): void => {
+      const r = random();
+      if (r < 0.05) socket.destroy();
+      else if (r < 0.1) socket.end();
+      else if (r < 0.15) socket.write(Buffer.from(Array.from({ length: Math.floor(random() * 600) }, () => Math.floor(random() * 256))));
+      else if (r < 0.2) return; // stall
+      else socket.write(`${pick(replies)}\r\n`);
+    };
+    socket.write(random() < 0.8 ? '220 fuzz ESMTP\r\n' : `${pick(replies)}\r\n`);
+    socket.on('data', (d) => {
+      for (let i = 0; i < d.toString('latin1').split('\n').length - 1; i++) act();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
+  const port = (server.address() as { port: number }).port;
+  const domain = freshDomain('fuzz');
+  zone(domain, [
+    { host: `mx1.${domain}`, preference: 10, a: ['127.0.0.2'] },
+    { host: `mx2.${domain}`, preference: 20, a: ['127.0.0.2', '127.0.0.250'] },
+  ]);
+  let unhandled: unknown = null;
+  const onUnhandled = (err: unknown): void => {
+    unhandled = err;
+  };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const rounds = Number(process.env.SMTP_CLIENT_FUZZ_ROUNDS ?? 60);
+    for (let i = 0; i < rounds; i++) {
+      const smarthost = i % 10 === 9 ? { host: '127.0.0.2', port, tls: 'none' as const, username: 'u', password: 'p' } : null;
+      const outcomes = await deliverMessage(
+        request(domain, ['a', 'b', 'c'], BODY, { needs8BitMime: random() < 0.2 }),
+        options(null, { port, smarthost, timeouts: { connectMs: 500, greetingMs: 150, commandMs: 150, dataBlockMs: 150, dataEndMs: 150 } }),
+      );
+      assert.equal(outcomes.length, 3, `seed ${seed}, round ${i}`);
+      for (const o of outcomes) {
+        assert.match(o.reply, /^[245]\d\d [245]\.\d{1,3}\.\d{1,3}( |$)/, `seed ${seed}, round ${i}: ${o.reply}`);
+        assert.ok(['delivered', 'deferred', 'failed'].includes(o.outcome));
+      }
+    }
+    // Every client socket is closed once deliverMessage resolved (the server side sees it soon).
+    const deadline = Date.now() + 2000;
+    while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(sockets.size, 0, `seed ${seed}: ${sockets.size} connections still open`);
+    assert.equal(unhandled, null, `seed ${seed}: unhandled rejection ${String(unhandled)}`);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    server.close();
   }
 });

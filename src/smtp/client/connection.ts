@@ -24,9 +24,8 @@
  * Standards: rfc5321 3.8 and 4.5.3.2 (timeouts), 4.2 (replies), rfc3207 (STARTTLS),
  * rfc8314 (implicit TLS for submission to a smarthost).
  */
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, rootCertificates, type TLSSocket, type ConnectionOptions } from 'node:tls';
-import { isIP } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, rootCertificates, type ConnectionOptions } from 'node:tls';
 import type { Logger } from '../../log/logger.js';
 import { ReplyReader, type SmtpClientReply } from './reply.js';
 

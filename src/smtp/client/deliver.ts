@@ -250,7 +250,6 @@ async function deliver(request: DeliveryRequest, options: DeliveryOptions): Prom
   let last: Reason | null = null;
   let addressesTried = 0;
   let sessions = 0;
-  let anyAddress = false;
   let lookupError: string | null = null;
   let lookupTemporary = false;
   hostLoop: for (const mx of hosts) {
@@ -262,7 +261,6 @@ async function deliver(request: DeliveryRequest, options: DeliveryOptions): Prom
       options.log?.info({ event: 'smtp.client.no_address', host: mx.host, error: found.error }, 'MX host has no usable address');
       continue;
     }
-    anyAddress = true;
     for (const address of found.addresses) {
       if (addressesTried >= MAX_ADDRESSES || sessions >= MAX_SESSIONS) break hostLoop;
       addressesTried++;

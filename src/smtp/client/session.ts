@@ -89,11 +89,6 @@ export interface SessionParams {
   log?: Logger;
 }
 
-/** A reason from a server's reply. */
-function remote(reply: SmtpClientReply, host: string): Reason {
-  return { reply: formatClientReply(reply), permanent: replyClass(reply) === 5, remoteMta: host };
-}
-
 /** A reason of our own: `code status text`. */
 function local(code: number, status: string, text: string, remoteMta: string | null): Reason {
   return { reply: `${code} ${status} ${text}`, permanent: code >= 500, remoteMta };
@@ -177,11 +172,33 @@ class ClientSession {
     return { reason: local(451, status, what, host), scope: 'address' };
   }
 
-  private decide(r: OutboundRecipient, outcome: RecipientOutcome['outcome'], reply: string): void {
+  /** A server's 4xx or 5xx as a reason; anything else here is a broken server, a temporary trouble. */
+  private remote(reply: SmtpClientReply): Reason {
+    const cls = replyClass(reply);
+    if (cls === 4 || cls === 5) return { reply: formatClientReply(reply), permanent: cls === 5, remoteMta: this.p.host };
+    return local(451, '4.5.0', `unexpected reply from ${this.peer} while ${this.stage}: ${formatClientReply(reply)}`, this.p.host);
+  }
+
+  /**
+   * Records a recipient's outcome. The reply text always agrees with the outcome (2xx delivered,
+   * 4xx deferred, 5xx failed), so the queue can read the status code from it; a server's reply
+   * of another class (a 3xx to RCPT, a 250 to DATA) is wrapped in one of ours.
+   */
+  private decide(r: OutboundRecipient, outcome: RecipientOutcome['outcome'], reply: SmtpClientReply | string): void {
+    let text: string;
+    if (typeof reply === 'string') {
+      text = reply;
+    } else {
+      const want = outcome === 'delivered' ? 2 : outcome === 'failed' ? 5 : 4;
+      text = formatClientReply(reply);
+      if (replyClass(reply) !== want) {
+        text = `${want === 5 ? '554 5.5.0' : '451 4.5.0'} unexpected reply from ${this.peer} while ${this.stage}: ${text}`;
+      }
+    }
     this.decided.push({
       recipientId: r.id,
       outcome,
-      reply,
+      reply: text,
       remoteMta: this.p.host,
       dsnRelayed: outcome === 'delivered' && this.has('DSN'),
     });
@@ -225,7 +242,7 @@ class ClientSession {
     if (replyClass(reply) === 2) return;
     // A 4xx or 5xx greeting: try the next address (Postfix's smtp_skip_5xx_greeting). A 5xx
     // stays permanent: if this was the last server, the recipients fail.
-    throw new Stop({ reason: remote(reply, this.p.host), scope: 'address' });
+    throw new Stop({ reason: this.remote(reply), scope: 'address' });
   }
 
   /** EHLO; HELO when EHLO is refused with 5xx (rfc5321 3.2: then no extensions). */
@@ -238,10 +255,10 @@ class ClientSession {
       this.ehlo = parseEhlo(reply);
       return;
     }
-    if (replyClass(reply) !== 5) throw new Stop({ reason: remote(reply, this.p.host), scope: 'address' });
+    if (replyClass(reply) !== 5) throw new Stop({ reason: this.remote(reply), scope: 'address' });
     this.stage = 'performing the HELO handshake';
     const helo = await conn.command(`HELO ${this.p.hostname}`, commandMs, this.stage);
-    if (replyClass(helo) !== 2) throw new Stop({ reason: remote(helo, this.p.host), scope: 'address' });
+    if (replyClass(helo) !== 2) throw new Stop({ reason: this.remote(helo), scope: 'address' });
     this.ehlo = null;
   }
 
@@ -260,7 +277,7 @@ class ClientSession {
     this.stage = 'performing the STARTTLS handshake';
     const reply = await conn.command('STARTTLS', p.timeouts.commandMs, this.stage);
     if (reply.code !== 220) {
-      if (reply.code === 421) throw new Stop({ reason: remote(reply, p.host), scope: 'host' });
+      if (reply.code === 421) throw new Stop({ reason: this.remote(reply), scope: 'host' });
       // Opportunistic: carry on in plain text on this connection, as Postfix does.
       if (!required) return;
       throw new Stop({
@@ -281,7 +298,7 @@ class ClientSession {
     p.log?.debug({ event: 'smtp.client.tls', peer: this.peer, version: tls.version, cipher: tls.cipher, verified: tls.authorized });
     this.stage = 'performing the EHLO handshake after STARTTLS';
     const again = await conn.command(`EHLO ${p.hostname}`, p.timeouts.commandMs, this.stage);
-    if (replyClass(again) !== 2) throw new Stop({ reason: remote(again, p.host), scope: 'address' });
+    if (replyClass(again) !== 2) throw new Stop({ reason: this.remote(again), scope: 'address' });
     this.ehlo = parseEhlo(again);
   }
 
@@ -311,7 +328,7 @@ class ClientSession {
       throw fail(`${this.peer} offers no SASL mechanism we can use (PLAIN, LOGIN)${mechanisms.length > 0 ? `: ${mechanisms.join(' ')}` : ''}`);
     }
     if (reply.code === 235) return;
-    if (reply.code === 421) throw new Stop({ reason: remote(reply, p.host), scope: 'host' });
+    if (reply.code === 421) throw new Stop({ reason: this.remote(reply), scope: 'host' });
     throw fail(`SASL authentication failed; server ${this.peer} said: ${formatClientReply(reply)}`);
   }
 
@@ -320,7 +337,6 @@ class ClientSession {
     const { p } = this;
     const { request } = p;
     const conn = this.conn!;
-    const host = p.host;
     this.checkPolicy();
     const mailLine = `MAIL FROM:<${request.mailFrom}>${this.mailParams()}`;
     const rcptLines = p.recipients.map((r) => `RCPT TO:<${r.address}>${this.rcptParams(r)}`);
@@ -331,11 +347,11 @@ class ClientSession {
     if (pipelining) conn.send([mailLine, ...rcptLines, 'DATA']);
     this.stage = 'sending MAIL FROM';
     const mail = pipelining ? await conn.readReply(commandMs, this.stage) : await conn.command(mailLine, commandMs, this.stage);
-    if (mail.code === 421) throw new Stop({ reason: remote(mail, host), scope: 'host' });
+    if (mail.code === 421) throw new Stop({ reason: this.remote(mail), scope: 'host' });
     const mailOk = replyClass(mail) === 2;
     if (!mailOk && !pipelining) {
-      if (replyClass(mail) === 4) throw new Stop({ reason: remote(mail, host), scope: 'host' });
-      for (const r of p.recipients) this.decide(r, 'failed', formatClientReply(mail));
+      if (replyClass(mail) !== 5) throw new Stop({ reason: this.remote(mail), scope: 'host' });
+      for (const r of p.recipients) this.decide(r, 'failed', mail);
       await this.quit();
       return;
     }
@@ -347,7 +363,7 @@ class ClientSession {
       const reply = pipelining ? await conn.readReply(commandMs, this.stage) : await conn.command(rcptLines[i]!, commandMs, this.stage);
       if (reply.code === 421) {
         if (mailOk) this.settleRefused(refused);
-        throw new Stop({ reason: remote(reply, host), scope: 'host' });
+        throw new Stop({ reason: this.remote(reply), scope: 'host' });
       }
       if (mailOk && replyClass(reply) === 2) this.accepted.push(r);
       else refused.push({ r, reply });
@@ -360,11 +376,11 @@ class ClientSession {
     }
     if (!mailOk) {
       // Pipelined and MAIL refused: every recipient shares MAIL's fate.
-      if (replyClass(mail) === 4) {
+      if (replyClass(mail) !== 5) {
         if (data?.code === 354) await this.abortData();
-        throw new Stop({ reason: remote(mail, host), scope: 'host' });
+        throw new Stop({ reason: this.remote(mail), scope: 'host' });
       }
-      for (const r of p.recipients) this.decide(r, 'failed', formatClientReply(mail));
+      for (const r of p.recipients) this.decide(r, 'failed', mail);
       if (data?.code === 354) await this.abortData();
       await this.quit();
       return;
@@ -380,12 +396,12 @@ class ClientSession {
       this.stage = 'sending DATA command';
       data = await conn.command('DATA', dataInitMs, this.stage);
     }
-    if (data.code === 421) throw new Stop({ reason: remote(data, host), scope: 'host' });
+    if (data.code === 421) throw new Stop({ reason: this.remote(data), scope: 'host' });
     if (data.code !== 354) {
       const cls = replyClass(data);
       // A 2xx or 3xx other than 354 is a broken server: wait and try again later.
       const outcome = cls === 5 ? 'failed' : 'deferred';
-      for (const r of this.accepted) this.decide(r, outcome, formatClientReply(data));
+      for (const r of this.accepted) this.decide(r, outcome, data);
       await this.quit();
       return;
     }
@@ -397,7 +413,7 @@ class ClientSession {
     const end = await conn.readReply(p.timeouts.dataEndMs, this.stage);
     const cls = replyClass(end);
     const outcome = cls === 2 ? 'delivered' : cls === 5 ? 'failed' : 'deferred';
-    for (const r of this.accepted) this.decide(r, outcome, formatClientReply(end));
+    for (const r of this.accepted) this.decide(r, outcome, end);
     await this.quit();
   }
 
@@ -405,8 +421,8 @@ class ClientSession {
   private settleRefused(refused: Array<{ r: OutboundRecipient; reply: SmtpClientReply }>): void {
     for (const { r, reply } of refused) {
       const cls = replyClass(reply);
-      // A 2xx here means MAIL failed first; a 3xx to RCPT is nonsense: both wait.
-      this.decide(r, cls === 5 ? 'failed' : 'deferred', formatClientReply(reply));
+      // A 3xx (or a 1xx-like oddity) to RCPT is nonsense: it waits, as a 4xx does.
+      this.decide(r, cls === 5 ? 'failed' : 'deferred', reply);
     }
     refused.length = 0;
   }
