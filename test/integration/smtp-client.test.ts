@@ -778,3 +778,14 @@ test('hostile servers: random replies, garbage, resets and stalls never throw, l
     server.close();
   }
 });
+
+test('smarthost with implicit TLS that does not speak TLS: deferred with the handshake failure', async () => {
+  const s = await sink([{ address: '127.0.0.2', name: 'plain' }]);
+  const outcomes = await deliverMessage(
+    request('x.test', ['a']),
+    options(null, { smarthost: { host: '127.0.0.2', port: s.port, tls: 'implicit', username: 'u', password: 'pw' }, timeouts: { commandMs: 1000 } }),
+  );
+  assertAll(outcomes, 'deferred', /^451 4\.7\.5 TLS handshake with 127\.0\.0\.2\[127\.0\.0\.2\]:\d+ failed: /);
+  assert.ok(!s.commands().some((c) => c.line.startsWith('AUTH')));
+  await stopSink(s);
+});

@@ -155,6 +155,8 @@ class ClientSession {
   private fromConnectionError(err: SmtpClientError): NonNullable<SessionResult['next']> {
     const host = this.p.host;
     if (err.kind === 'connect') return { reason: local(451, '4.4.1', err.message, null), scope: 'address' };
+    // Implicit TLS (a smarthost on 465): the handshake is part of connecting.
+    if (err.kind === 'tls') return { reason: local(451, '4.7.5', `TLS handshake with ${this.peer} failed: ${err.message}`, host), scope: 'address' };
     const what =
       err.kind === 'timeout'
         ? `conversation with ${this.peer} timed out while ${this.stage}`
