@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerAliasCommands } from './cli/alias.js';
 import { registerDomainCommands } from './cli/domain.js';
+import { registerQueueCommands } from './cli/queue.js';
 import { registerSettingsCommands } from './cli/settings.js';
 import { registerStartCommand } from './cli/start.js';
 import { registerUserCommands } from './cli/user.js';
@@ -18,6 +19,7 @@ registerStartCommand(program);
 registerDomainCommands(program);
 registerUserCommands(program);
 registerAliasCommands(program);
+registerQueueCommands(program);
 registerSettingsCommands(program);
 
 program.addHelpText(
@@ -29,6 +31,7 @@ Examples:
   fulmar user add joe@example.com --password secret --quota 1GB
   fulmar alias add sales@example.com joe@example.com ann@example.org
   fulmar settings set smtp.max_message_size 20MB
+  fulmar queue list                        mail waiting for other servers, with the last error
 
 Every command takes --data DIR (default ./data) and --config FILE (default ./fulmar.toml).`,
 );

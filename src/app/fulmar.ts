@@ -2,6 +2,7 @@
  * The running server: builds every part from the bootstrap config, starts the listeners, and
  * stops them in order (listeners, sessions, store) on SIGTERM/SIGINT.
  */
+import { hostname as osHostname } from 'node:os';
 import type { BootstrapConfig } from '../config/bootstrap.js';
 import { dropSizeTooSmall } from '../filters/size.js';
 import type { Logger } from '../log/logger.js';
@@ -11,6 +12,7 @@ import { ImapServer } from '../imap/server.js';
 import { LoginFailures } from '../net/limits.js';
 import { MaildropLocks } from '../pop3/locks.js';
 import { Pop3Server } from '../pop3/server.js';
+import { QueueRunner } from '../queue/runner.js';
 import { SmtpServer } from '../smtp/server/server.js';
 import { openServices, type Services } from './services.js';
 
@@ -18,6 +20,7 @@ export class Fulmar {
   private smtp: SmtpServer | null = null;
   private pop3: Pop3Server | null = null;
   private imap: ImapServer | null = null;
+  private queue: QueueRunner | null = null;
   /** Failed logins per IP address, shared by every protocol. */
   private readonly loginFailures = new LoginFailures();
   private services: Services | null = null;
@@ -50,6 +53,17 @@ export class Fulmar {
       log.warn({ event: 'app.no_domains' }, 'no local domains yet: add one with `fulmar domain add example.com` and a user with `fulmar user add`');
     }
 
+    const queue = new QueueRunner({
+      hostname: config.hostname,
+      owner: `${osHostname()}:${config.dataDir}`,
+      queue: services.store.queue,
+      mail: services.store.mail,
+      blobs: services.store.blobs,
+      directory: services.directory,
+      settings: services.settings,
+      log,
+    });
+    this.queue = queue;
     this.smtp = new SmtpServer({
       addresses: config.listen,
       ports: config.ports,
@@ -60,6 +74,7 @@ export class Fulmar {
         mail: services.store.mail,
         blobs: services.store.blobs,
         failures: this.loginFailures,
+        onQueued: () => queue.kick(),
       },
       settings: services.settings,
       log,
@@ -97,6 +112,7 @@ export class Fulmar {
     });
     listeners.push(...(await this.imap.start()));
     for (const l of listeners) log.info({ event: 'app.listening', service: l.name, port: l.port, addresses: l.addresses }, `${l.name} listening on port ${l.port}`);
+    queue.start();
     log.info({ event: 'app.started', pid: process.pid }, 'Fulmar is running');
     // Crash leftovers: message files placed but never committed. An hour old at least, so no
     // delivery of another process can still be on its way to committing them.
@@ -112,7 +128,7 @@ export class Fulmar {
     if (this.stopped) return;
     this.stopped = true;
     this.log.info({ event: 'app.stopping' }, 'stopping');
-    await Promise.all([this.smtp?.stop(), this.pop3?.stop(), this.imap?.stop()]);
+    await Promise.all([this.smtp?.stop(), this.pop3?.stop(), this.imap?.stop(), this.queue?.stop()]);
     if (this.services) await this.services.store.close();
     this.log.info({ event: 'app.stopped' }, 'stopped');
   }
