@@ -14,11 +14,16 @@
  * - recordResults changes nothing unless lease_owner is still the caller (an expired lease
  *   nobody took over still counts: its results are real). A recipient already delivered or
  *   failed keeps that status whatever a later result says.
- * - Concurrent recordResults calls share one durable transaction (synchronous=FULL), each in its
- *   own savepoint so a bad call fails alone. A message with no recipient left waiting is deleted
- *   with its blob reference in that transaction; the files of blobs left unreferenced are
- *   deleted after the commit, in the serial lane (as expungeMessages, writes.ts), so no delivery
- *   dedupes against a file being removed.
+ * - Group commit, as for deliveries (group-commit.ts): recordResults calls of one tick share a
+ *   transaction, each in its own savepoint so a bad call fails alone; the transaction commits
+ *   without fsync (synchronous=NORMAL) and the WAL is fsynced off the event loop (WalSync,
+ *   shared with the delivery commit) before any caller hears of it. Calls that arrive during the
+ *   fsync form the next batch.
+ * - A message with no recipient left waiting is deleted with its blob reference in that
+ *   transaction. The files of blobs it left unreferenced are deleted once the commit is durable,
+ *   in the serial lane and only if still unreferenced (a delivery may have brought the same
+ *   bytes back meanwhile), so no delivery dedupes against a file being removed (as
+ *   expungeMessages, writes.ts, and GroupCommit's orphan removal).
  */
 import type Database from 'better-sqlite3';
 import { InvalidInput, NotFound, TemporaryFailure } from '../../util/errors.js';
@@ -34,6 +39,7 @@ import {
 } from './queue-rows.js';
 import type { SerialLane } from './serial-lane.js';
 import { statementCache, type Prepare } from './statements.js';
+import type { WalSync } from './wal-sync.js';
 
 interface PendingRecord {
   queueId: number;
@@ -55,11 +61,13 @@ export class QueueWrites {
   /** Messages this instance leased and has not recorded yet: id -> lease_until (ms). */
   private readonly leasedHere = new Map<number, number>();
   private readonly runBatch: (batch: PendingRecord[]) => Applied[];
+  private readonly settling = new Set<Promise<void>>();
 
   constructor(
     private readonly db: Database.Database,
     private readonly lane: SerialLane,
     private readonly blobs: BlobStore,
+    private readonly walSync: WalSync,
   ) {
     this.sql = statementCache(db);
     this.refs = new BlobRefs(db);
@@ -74,7 +82,20 @@ export class QueueWrites {
         }
       }),
     );
-    this.runBatch = (batch) => batchTx.immediate(batch);
+    this.runBatch = (batch) => {
+      db.pragma('synchronous = NORMAL');
+      try {
+        return batchTx.immediate(batch);
+      } finally {
+        db.pragma('synchronous = FULL');
+      }
+    };
+  }
+
+  /** Waits until every recordResults submitted so far is settled. */
+  async close(): Promise<void> {
+    await this.lane.idle();
+    await Promise.allSettled([...this.settling]);
   }
 
   claimDue(owner: string, now: Date, limit: number, leaseMs: number): LeasedMessage[] {
@@ -166,8 +187,28 @@ export class QueueWrites {
       for (const p of batch) p.reject(failure);
       return;
     }
+    // The lane is free for the next batch (and deliveries) while this one's WAL fsync runs.
+    const settle = this.settle(batch, applied);
+    this.settling.add(settle);
+    void settle.finally(() => this.settling.delete(settle));
+  }
+
+  /** Waits until the batch is durable, removes the blob files it freed, then tells the callers. */
+  private async settle(batch: PendingRecord[], applied: Applied[]): Promise<void> {
+    if (applied.some((a) => a.ok)) {
+      try {
+        await this.walSync.sync();
+      } catch (error) {
+        const failure = new TemporaryFailure('could not make the delivery results durable (fsync failed)', error);
+        applied = applied.map((a) => (a.ok ? { ok: false, error: failure } : a));
+      }
+    }
     const unreferenced = applied.flatMap((a) => (a.ok ? a.unreferenced : []));
-    if (unreferenced.length > 0) await removeBlobFiles(this.blobs, unreferenced);
+    if (unreferenced.length > 0) {
+      await this.lane
+        .run(() => removeBlobFiles(this.blobs, unreferenced.filter((hash) => !this.refs.isReferenced(hash))))
+        .catch(() => undefined); // the database is failing: leave the files (an orphan is harmless)
+    }
     batch.forEach((p, i) => {
       const a = applied[i]!;
       if (a.ok) {

@@ -5,7 +5,8 @@
  *
  * Invariants
  * - Every read goes to the database: the CLI and other processes change the queue.
- * - Writes are IMMEDIATE transactions, durable when they return (synchronous=FULL).
+ * - Writes are IMMEDIATE transactions, durable when they resolve (synchronous=FULL here; group
+ *   commit with an off-thread WAL fsync for recordResults, queue-writes.ts).
  */
 import type Database from 'better-sqlite3';
 import { InvalidInput, NotFound } from '../../util/errors.js';
@@ -22,6 +23,7 @@ import {
 import { QueueWrites } from './queue-writes.js';
 import type { SerialLane } from './serial-lane.js';
 import { statementCache, type Prepare } from './statements.js';
+import type { WalSync } from './wal-sync.js';
 
 export class SqliteQueueStore implements QueueStore {
   private readonly sql: Prepare;
@@ -31,9 +33,15 @@ export class SqliteQueueStore implements QueueStore {
     private readonly db: Database.Database,
     lane: SerialLane,
     blobs: BlobStore,
+    walSync: WalSync,
   ) {
     this.sql = statementCache(db);
-    this.writes = new QueueWrites(db, lane, blobs);
+    this.writes = new QueueWrites(db, lane, blobs, walSync);
+  }
+
+  /** Waits until every recordResults submitted so far is settled (the store's close). */
+  close(): Promise<void> {
+    return this.writes.close();
   }
 
   async listQueued(): Promise<QueuedMessage[]> {

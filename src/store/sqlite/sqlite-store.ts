@@ -46,13 +46,15 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   const blobs = new SqliteBlobStore(db, files);
   const lane = new SerialLane();
   const events = new MemoryEventBus();
-  const groupCommit = new GroupCommit(db, lane, blobs, events, new WalSync(`${databasePath}-wal`));
+  const walSync = new WalSync(`${databasePath}-wal`);
+  const groupCommit = new GroupCommit(db, lane, blobs, events, walSync);
+  const queue = new SqliteQueueStore(db, lane, blobs, walSync);
   let closing: Promise<void> | null = null;
 
   return {
     directory: new SqliteDirectory(db, lane, blobs, events),
     mail: new SqliteMailStore(db, blobs, groupCommit, lane, events),
-    queue: new SqliteQueueStore(db, lane, blobs),
+    queue,
     settings: new SqliteSettings(db),
     blobs,
     events,
@@ -76,6 +78,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     close(): Promise<void> {
       closing ??= (async () => {
         await groupCommit.close();
+        await queue.close();
         await lane.idle();
         db.close();
       })();
