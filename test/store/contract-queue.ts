@@ -239,6 +239,33 @@ export function describeQueueContract(current: () => StoreHarness): void {
       assert.equal(await blobCount(), before === null ? null : before + 1);
     });
 
+    it('keeps a blob that a concurrent delivery brings back while the queue releases it', async () => {
+      await s().directory.addDomain('example.org');
+      const account = await s().directory.createAccount({ address: 'me@example.org', passwordHash: 'h', quotaBytes: null }, []);
+      const body = Buffer.alloc(150 * 1024, 'q');
+      for (let round = 0; round < 5; round++) {
+        body.write(`round ${round}`);
+        const { blob } = await enqueue(['x@remote.example'], { body });
+        const [m] = await s().queue.claimDue('w', later(Date.now(), 0), 1, LEASE);
+        const again = await stage(body);
+        assert.equal(again.hash, blob.hash);
+        const [recorded, delivered] = await Promise.all([
+          s().queue.recordResults(m!.id, 'w', [{ recipientId: m!.recipients[0]!.id, outcome: 'delivered', error: null }]),
+          s().mail.commitDelivery({
+            blob: again,
+            internalDate: new Date(),
+            local: [{ accountId: account.id, mailbox: 'INBOX', prefix: Buffer.alloc(0), flags: [] }],
+            outbound: null,
+          }),
+        ]);
+        assert.equal(recorded, true);
+        assert.equal(await s().blobs.exists(blob.hash), true, `round ${round}: the mailbox copy keeps the blob`);
+        const box = await s().mail.getMailbox(account.id, 'INBOX');
+        const message = await s().mail.getMessage(box!.id, delivered.delivered[0]!.uid);
+        assert.ok((await s().mail.readMessage(message!)).equals(body));
+      }
+    });
+
     it('records concurrent results of many messages, each alone (a bad call fails only itself)', async () => {
       const queued: Array<{ id: number }> = [];
       for (let i = 0; i < 20; i++) queued.push(await enqueue([`r${i}@remote.example`]));
