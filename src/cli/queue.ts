@@ -93,6 +93,8 @@ export function registerQueueCommands(program: Command): void {
         const queueId = parseId(id);
         if (name === 'delete') await store.queue.deleteQueued(queueId);
         else await store.queue.setHeld(queueId, name === 'hold');
+        // A released message is tried at once, not at the time its schedule had reached.
+        if (name === 'release') await store.queue.retryNow(queueId);
         process.stdout.write(`${name === 'delete' ? 'deleted' : name === 'hold' ? 'held' : 'released'} message ${queueId}\n`);
       });
     });
