@@ -224,12 +224,27 @@ export async function writeFetchResponse(
 }
 
 /** The flags-only response: no message bytes or meta needed. */
-export function formatFlagsResponse(seq: number, m: { uid: number; modSeq: number; flags: string[] }, attributes: FetchAttribute[], ctx: Pick<FetchContext, 'uid' | 'modSeq'>): string {
+export function formatFlagsResponse(
+  seq: number,
+  m: { uid: number; modSeq: number; flags: string[] },
+  attributes: FetchAttribute[],
+  ctx: Pick<FetchContext, 'uid' | 'modSeq'>,
+  /** Formatted flag lists by their flags, reused across a FETCH (few distinct sets recur). */
+  cache?: Map<string, string>,
+): string {
   const items: string[] = [];
   if (ctx.uid && !attributes.some((a) => a.kind === 'UID')) items.push(`UID ${m.uid}`);
   for (const a of attributes) {
     if (a.kind === 'UID') items.push(`UID ${m.uid}`);
-    else if (a.kind === 'FLAGS') items.push(`FLAGS ${flagList(m.flags)}`);
+    else if (a.kind === 'FLAGS') {
+      const key = m.flags.join('\0');
+      let text = cache?.get(key);
+      if (text === undefined) {
+        text = `FLAGS ${flagList(m.flags)}`;
+        cache?.set(key, text);
+      }
+      items.push(text);
+    }
   }
   if (ctx.modSeq) items.push(`MODSEQ (${m.modSeq})`);
   return `* ${seq} FETCH (${items.join(' ')})\r\n`;

@@ -64,6 +64,11 @@ export class ImapOutput {
     if (this.batchBytes === 0) await this.drained();
   }
 
+  /** Waits only when the socket is full: call between chunks of a long response. */
+  async settle(): Promise<void> {
+    if (this.socket.writableNeedDrain || this.deflate?.writableNeedDrain) await this.drained();
+  }
+
   async bytes(b: Buffer): Promise<void> {
     this.writeBatch();
     if (!this.write(b)) await this.drained();

@@ -136,7 +136,7 @@ export async function runSearch(ctx: SearchContext, original: SearchKey): Promis
   const criteria = lowerCased(original);
   const depth = depthOf(criteria);
   const sets = new SetCache(ctx);
-  const uids = [...box.uidList];
+  const uids = box.uidArray();
   const matched: number[] = [];
   let highestModSeq = 0;
   let slice = performance.now();

@@ -13,6 +13,7 @@
  *   removed meanwhile) are dropped, so the client is never told of a message it cannot address.
  */
 import type { MailEvent } from '../store/types.js';
+import { UidList } from './uid-list.js';
 import { flagList, formatNumberSet } from './wire.js';
 
 export interface SelectedOptions {
@@ -40,7 +41,7 @@ export class SelectedMailbox {
   readonly name: string;
   readonly uidValidity: number;
   readonly readOnly: boolean;
-  private uids: number[];
+  private readonly uids: UidList;
   private pending: PendingUpdate[] = [];
   /** Highest UID the client has been told of. */
   private lastUid: number;
@@ -52,17 +53,22 @@ export class SelectedMailbox {
     this.name = options.name;
     this.uidValidity = options.uidValidity;
     this.readOnly = options.readOnly;
-    this.uids = options.uids;
-    this.lastUid = options.uids.length > 0 ? options.uids[options.uids.length - 1]! : 0;
+    this.uids = UidList.from(options.uids);
+    this.lastUid = this.uids.last;
   }
 
   get count(): number {
     return this.uids.length;
   }
 
-  /** UIDs in sequence order; do not modify. */
-  get uidList(): readonly number[] {
-    return this.uids;
+  /** The UIDs in sequence order, as a new array (for one command's use, not to keep). */
+  uidArray(): number[] {
+    return this.uids.toArray();
+  }
+
+  /** Calls `visit(uid, seq)` for every UID in [lo, hi] the client knows, ascending. */
+  forEachUidInRange(lo: number, hi: number, visit: (uid: number, seq: number) => void): void {
+    this.uids.forEachInRange(lo, hi, (uid, index) => visit(uid, index + 1));
   }
 
   get maxUid(): number {
@@ -70,21 +76,12 @@ export class SelectedMailbox {
   }
 
   uidAt(seq: number): number | undefined {
-    return this.uids[seq - 1];
+    return this.uids.at(seq - 1);
   }
 
   /** Sequence number of a UID the client knows, or 0. */
   seqOf(uid: number): number {
-    let lo = 0;
-    let hi = this.uids.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const v = this.uids[mid]!;
-      if (v === uid) return mid + 1;
-      if (v < uid) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return 0;
+    return this.uids.indexOf(uid) + 1;
   }
 
   /** Records a store event for this mailbox. */
@@ -189,13 +186,6 @@ export class SelectedMailbox {
 
   private removeUids(gone: Set<number>): number[] {
     if (gone.size === 0) return [];
-    const seqs: number[] = [];
-    const next: number[] = [];
-    this.uids.forEach((uid, i) => {
-      if (gone.has(uid)) seqs.push(i + 1);
-      else next.push(uid);
-    });
-    this.uids = next;
-    return seqs;
+    return this.uids.remove(gone).map((index) => index + 1);
   }
 }

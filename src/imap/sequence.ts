@@ -30,8 +30,7 @@ export function resolveSequenceSet(box: SelectedMailbox, set: SequenceSet, saved
     picked.fill(1, lo, hi + 1);
   }
   const uids: number[] = [];
-  const list = box.uidList;
-  for (let seq = 1; seq <= count; seq++) if (picked[seq]) uids.push(list[seq - 1]!);
+  for (let seq = 1; seq <= count; seq++) if (picked[seq]) uids.push(box.uidAt(seq)!);
   return { ok: true, uids };
 }
 
@@ -40,12 +39,13 @@ export function resolveUidSet(box: SelectedMailbox, set: SequenceSet, saved: num
   if (set.kind === 'saved') return savedUids(box, saved);
   const ranges = set.ranges.map((r) => bounds(r.from, r.to, box.maxUid)).sort((a, b) => a[0] - b[0]);
   const out: number[] = [];
-  const list = box.uidList;
+  let covered = 0; // UIDs up to here are emitted already: overlapping ranges add nothing twice
   for (const [lo, hi] of ranges) {
-    let i = lowerBound(list, lo);
-    for (; i < list.length && list[i]! <= hi; i++) out.push(list[i]!);
+    if (hi <= covered) continue;
+    box.forEachUidInRange(Math.max(lo, covered + 1), hi, (uid) => out.push(uid));
+    covered = hi;
   }
-  return [...new Set(out)].sort((a, b) => a - b);
+  return out;
 }
 
 /** Matches a UID set without a mailbox (QRESYNC known-uids, VANISHED filters). */
@@ -60,15 +60,4 @@ export function uidSetContains(set: SequenceSet, uid: number, star: number): boo
 function savedUids(box: SelectedMailbox, saved: number[] | null): number[] {
   if (!saved) return [];
   return saved.filter((uid) => box.seqOf(uid) > 0);
-}
-
-function lowerBound(list: readonly number[], value: number): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (list[mid]! < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -21,7 +21,7 @@ test('expunges are reported highest sequence number first, so each number is rig
   b.onEvent(expunge(5));
   b.onEvent(expunge(11));
   assert.deepEqual(b.takeUpdates(true, RFC3501), ['* 4 EXPUNGE\r\n', '* 2 EXPUNGE\r\n']);
-  assert.deepEqual(b.uidList, [3, 8, 12]);
+  assert.deepEqual(b.uidArray(), [3, 8, 12]);
   assert.equal(b.seqOf(12), 3);
 });
 
@@ -29,7 +29,7 @@ test('with QRESYNC enabled, expunges are one VANISHED with a UID set', () => {
   const b = box([1, 2, 3, 4, 9]);
   for (const uid of [2, 3, 4, 9]) b.onEvent(expunge(uid));
   assert.deepEqual(b.takeUpdates(true, { condstore: true, qresync: true }), ['* VANISHED 2:4,9\r\n']);
-  assert.deepEqual(b.uidList, [1]);
+  assert.deepEqual(b.uidArray(), [1]);
 });
 
 test('while expunges are not allowed (FETCH by sequence number) they wait, and the sequence map does not move', () => {
@@ -39,9 +39,9 @@ test('while expunges are not allowed (FETCH by sequence number) they wait, and t
   b.onEvent({ type: 'flags', accountId: 1, mailboxId: 7, uid: 3, modSeq: 12, flags: ['\\Flagged'] });
   b.onEvent({ type: 'exists', accountId: 1, mailboxId: 7, uid: 4, modSeq: 13 });
   assert.deepEqual(b.takeUpdates(false, RFC3501), ['* 4 EXISTS\r\n', '* 3 FETCH (UID 3 FLAGS (\\Flagged))\r\n']);
-  assert.deepEqual(b.uidList, [1, 2, 3, 4]);
+  assert.deepEqual(b.uidArray(), [1, 2, 3, 4]);
   assert.deepEqual(b.takeUpdates(true, RFC3501), ['* 2 EXPUNGE\r\n']);
-  assert.deepEqual(b.uidList, [1, 3, 4]);
+  assert.deepEqual(b.uidArray(), [1, 3, 4]);
 });
 
 test('events for other mailboxes, unknown UIDs and own flag changes are dropped; the latest flags win', () => {
@@ -61,7 +61,7 @@ test('a message added and expunged before the client heard of it is never shown'
   b.onEvent({ type: 'exists', accountId: 1, mailboxId: 7, uid: 2, modSeq: 2 });
   b.onEvent(expunge(2));
   assert.deepEqual(b.takeUpdates(true, RFC3501), []);
-  assert.deepEqual(b.uidList, [1]);
+  assert.deepEqual(b.uidArray(), [1]);
 });
 
 test('sequence sets: * is the last message, ranges are unordered, past the end is an error', () => {
@@ -74,4 +74,28 @@ test('sequence sets: * is the last message, ranges are unordered, past the end i
   assert.deepEqual(resolveUidSet(b, set([[15, 4294967295]]), null), [20, 30, 40]);
   assert.deepEqual(resolveUidSet(b, set([['*', 35]]), null), [40]);
   assert.deepEqual(resolveUidSet(b, { kind: 'saved' }, [20, 99]), [20]);
+});
+
+test('the UID list keeps runs: positions, lookups, ranges and removal agree with a plain array', async () => {
+  const { UidList } = await import('../../src/imap/uid-list.js');
+  const uids = [1, 2, 3, 7, 8, 20, 21, 22, 23, 40];
+  const list = UidList.from(uids);
+  assert.equal(list.length, uids.length);
+  assert.equal(list.last, 40);
+  uids.forEach((uid, i) => {
+    assert.equal(list.at(i), uid);
+    assert.equal(list.indexOf(uid), i);
+  });
+  assert.equal(list.indexOf(4), -1);
+  assert.equal(list.indexOf(41), -1);
+  assert.equal(list.at(10), undefined);
+  const seen: Array<[number, number]> = [];
+  list.forEachInRange(5, 21, (uid, index) => seen.push([uid, index]));
+  assert.deepEqual(seen, [[7, 3], [8, 4], [20, 5], [21, 6]]);
+  assert.deepEqual(list.remove(new Set([2, 8, 40, 99])), [1, 4, 9]);
+  assert.deepEqual(list.toArray(), [1, 3, 7, 20, 21, 22, 23]);
+  list.push(24);
+  list.push(30);
+  assert.deepEqual(list.toArray(), [1, 3, 7, 20, 21, 22, 23, 24, 30]);
+  assert.equal(list.indexOf(24), 7);
 });

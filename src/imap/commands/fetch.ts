@@ -83,12 +83,15 @@ export async function fetch(session: ImapSession, _tag: string, command: Cmd<'FE
 
   try {
     if (needsOnlyFlags(attributes)) {
+      const flagTexts = new Map<string, string>();
       for (let i = 0; i < uids.length; i += FLAGS_CHUNK) {
         const rows = await mail.listFlags(box.mailboxId, uids.slice(i, i + FLAGS_CHUNK), changedSince);
+        // One chunk is formatted without awaits; the socket is waited for between chunks.
         for (const m of rows) {
           const seq = box.seqOf(m.uid);
-          if (seq > 0) await session.out.textAsync(formatFlagsResponse(seq, m, attributes, ctx));
+          if (seq > 0) session.out.text(formatFlagsResponse(seq, m, attributes, ctx, flagTexts));
         }
+        await session.out.settle();
       }
     } else {
       for (let i = 0; i < uids.length; i += MESSAGE_CHUNK) {

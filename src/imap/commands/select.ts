@@ -81,7 +81,7 @@ async function resync(session: ImapSession, view: SelectedMailbox, q: QresyncPar
   let vanished = await mail.listVanished(view.mailboxId, q.modSeq);
   if (q.knownUids) vanished = vanished.filter((uid) => uidSetContains(q.knownUids!, uid, view.maxUid));
   if (vanished.length > 0) session.out.text(`* VANISHED (EARLIER) ${formatNumberSet(vanished)}\r\n`);
-  const known = q.knownUids ? resolveUidSet(view, q.knownUids, null) : [...view.uidList];
+  const known = q.knownUids ? resolveUidSet(view, q.knownUids, null) : view.uidArray();
   for (const m of await mail.listFlags(view.mailboxId, known, q.modSeq)) {
     const seq = view.seqOf(m.uid);
     if (seq > 0) session.out.text(`* ${seq} FETCH (UID ${m.uid} FLAGS ${flagList(m.flags)} MODSEQ (${m.modSeq}))\r\n`);
@@ -126,7 +126,7 @@ export async function uidExpunge(session: ImapSession, _tag: string, command: Cm
  */
 async function expungeDeleted(session: ImapSession, box: SelectedMailbox, only: number[] | null): Promise<void> {
   const { mail } = session.services;
-  const candidates = only ?? [...box.uidList];
+  const candidates = only ?? box.uidArray();
   if (candidates.length === 0) return;
   const flags = await mail.listFlags(box.mailboxId, candidates);
   const doomed = flags.filter((m) => m.flags.includes('\\Deleted')).map((m) => m.uid);
