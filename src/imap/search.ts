@@ -3,25 +3,36 @@
  *
  * Invariants
  * - Each message is loaded only as deeply as the criteria need: flags, UIDs and MODSEQ from the
- *   flags rows; sizes and dates from the message rows; FROM/TO/CC/BCC/SUBJECT and sent dates
- *   from the cached envelope; HEADER from the header bytes; BODY and TEXT from the decoded text
- *   parts. Header searches never read message bodies.
+ *   flags rows; sizes and dates from the message rows; sent dates from the cached envelope;
+ *   HEADER from the header bytes; BODY and TEXT from the decoded text parts. Header searches
+ *   never read message bodies.
+ * - FROM/TO/CC/BCC/SUBJECT load nothing per message: each distinct key is answered once, before
+ *   the scan, by the store (MailStore.searchHeaderField, over the decoded text computed at
+ *   delivery by pipeline/message-meta.ts searchFields), and matched from that UID set.
  * - String matching is case-insensitive substring matching on decoded text (encoded words,
  *   transfer encodings and charsets decoded), as rfc9051 6.4.4 asks.
  */
 import iconv from 'iconv-lite';
-import libmime from 'libmime';
-import type { Envelope, EnvelopeAddress } from '../message/envelope.js';
+import type { Envelope } from '../message/envelope.js';
 import { parseHeaderBlock } from '../message/header.js';
 import { decodedParam, isMessagePart, isMultipart, type MimePart } from '../message/mime.js';
 import { decodeTransferEncoding } from '../message/transfer-decode.js';
-import { ensureBlobMeta, parseBlobMeta, parseEnvelope, type ParsedMeta } from '../pipeline/message-meta.js';
-import type { BlobStore, MailStore, MessageFlags, MessageWithMeta } from '../store/types.js';
+import { decodeWords, ensureBlobMeta, parseBlobMeta, parseEnvelope, type ParsedMeta } from '../pipeline/message-meta.js';
+import type { BlobStore, MailStore, MessageFlags, MessageWithMeta, SearchField } from '../store/types.js';
 import type { SearchKey } from './ast.js';
 import type { SelectedMailbox } from './selected.js';
 import { resolveSequenceSet, resolveUidSet } from './sequence.js';
 
 type Depth = 0 | 1 | 2 | 3 | 4; // flags, row, envelope, header bytes, body
+
+/** Header keys the store answers (searchHeaderField) instead of each message's envelope. */
+const INDEXED_FIELDS: ReadonlyMap<string, SearchField> = new Map([
+  ['SUBJECT', 'subject'],
+  ['FROM', 'from'],
+  ['TO', 'to'],
+  ['CC', 'cc'],
+  ['BCC', 'bcc'],
+]);
 
 const CHUNK = 500;
 /** Messages larger than this are not searched by BODY and TEXT (their headers still are). */
@@ -59,7 +70,7 @@ function depthOf(key: SearchKey): Depth {
     case 'date':
       return key.which === 'internal' ? 1 : 2;
     case 'header':
-      return ['FROM', 'TO', 'CC', 'BCC', 'SUBJECT'].includes(key.field) ? 2 : 3;
+      return INDEXED_FIELDS.has(key.field) ? 0 : 3;
     case 'body':
     case 'text':
       return 4;
@@ -85,7 +96,7 @@ interface Candidate {
   seq: number;
   flags: MessageFlags;
   row: MessageWithMeta | null;
-  /** Only the envelope: header keys on FROM/TO/CC/BCC/SUBJECT and sent dates need no more. */
+  /** Only the envelope: sent dates need no more. */
   envelope(): Promise<Envelope>;
   /** Header fields as [lower-cased name, lower-cased decoded value]. */
   headerFields(): Promise<Array<[string, string]>>;
@@ -136,6 +147,7 @@ export async function runSearch(ctx: SearchContext, original: SearchKey): Promis
   const criteria = lowerCased(original);
   const depth = depthOf(criteria);
   const sets = new SetCache(ctx);
+  await sets.loadHeaderMatches(criteria);
   const uids = box.uidArray();
   const matched: number[] = [];
   let highestModSeq = 0;
@@ -242,21 +254,6 @@ function decodeCharset(bytes: Buffer, charset: string): string {
   return bytes.toString('latin1');
 }
 
-function decodeWords(value: string): string {
-  try {
-    return libmime.decodeWords(value);
-  } catch {
-    return value;
-  }
-}
-
-function addressText(list: EnvelopeAddress[] | null): string {
-  if (!list) return '';
-  return list
-    .map((a) => [a.name ? decodeWords(a.name) : '', a.mailbox && a.host ? `<${a.mailbox}@${a.host}>` : (a.mailbox ?? '')].join(' '))
-    .join(', ');
-}
-
 /** `needle` is lower-cased already (lowerCased); `haystack` is lower-cased here unless `lower`. */
 function contains(haystack: string, needle: string, lower = false): boolean {
   if (needle === '') return true;
@@ -294,10 +291,35 @@ function compareDay(day: string | null, op: 'before' | 'on' | 'since', target: s
   return day >= target;
 }
 
-/** Sequence and UID sets of the criteria, resolved once per search. */
+/** Sequence and UID sets of the criteria, and the matches of indexed header keys, resolved once per search. */
 class SetCache {
   private readonly cache = new Map<SearchKey, Set<number>>();
+  private readonly headers = new Map<string, Set<number>>();
   constructor(private readonly ctx: SearchContext) {}
+
+  /** Asks the store once per distinct FROM/TO/CC/BCC/SUBJECT key (needles are lower-cased already). */
+  async loadHeaderMatches(key: SearchKey): Promise<void> {
+    if (key.kind === 'not') return this.loadHeaderMatches(key.key);
+    if (key.kind === 'or') {
+      await this.loadHeaderMatches(key.a);
+      return this.loadHeaderMatches(key.b);
+    }
+    if (key.kind === 'and') {
+      for (const k of key.keys) await this.loadHeaderMatches(k);
+      return;
+    }
+    const field = key.kind === 'header' ? INDEXED_FIELDS.get(key.field) : undefined;
+    if (key.kind !== 'header' || field === undefined) return;
+    const id = `${field}\0${key.value}`;
+    if (this.headers.has(id)) return;
+    this.headers.set(id, new Set(await this.ctx.mail.searchHeaderField(this.ctx.box.mailboxId, field, key.value)));
+  }
+
+  headerMatches(field: SearchField, needle: string): Set<number> {
+    const set = this.headers.get(`${field}\0${needle}`);
+    if (!set) throw new Error(`header key ${field} ${needle} was not loaded`); // a bug: loadHeaderMatches walks every key
+    return set;
+  }
 
   uids(key: Extract<SearchKey, { kind: 'seq' | 'uid' }>): Set<number> {
     let set = this.cache.get(key);
@@ -343,19 +365,8 @@ async function matches(c: Candidate, key: SearchKey, sets: SetCache): Promise<bo
       return compareDay(sentDay((await c.envelope()).date), key.op, key.date);
     }
     case 'header': {
-      const env = await c.envelope();
-      switch (key.field) {
-        case 'SUBJECT':
-          return env.subject !== null && contains(decodeWords(env.subject), key.value);
-        case 'FROM':
-          return contains(addressText(env.from), key.value) && env.from !== null;
-        case 'TO':
-          return env.to !== null && contains(addressText(env.to), key.value);
-        case 'CC':
-          return env.cc !== null && contains(addressText(env.cc), key.value);
-        case 'BCC':
-          return env.bcc !== null && contains(addressText(env.bcc), key.value);
-      }
+      const indexed = INDEXED_FIELDS.get(key.field);
+      if (indexed !== undefined) return sets.headerMatches(indexed, key.value).has(c.flags.uid);
       const name = key.field.toLowerCase();
       return (await c.headerFields()).some(([n, v]) => n === name && contains(v, key.value, true));
     }

@@ -119,6 +119,38 @@ export interface BlobMeta {
   envelope: string;
   /** JSON of the MIME structure with byte offsets (BODYSTRUCTURE, BODY[section]). */
   structure: string;
+  /**
+   * JSON of the text IMAP SEARCH matches its SUBJECT, FROM, TO, CC and BCC keys on: an object
+   * `{ subject, from, to, cc, bcc }` (SearchFields), each the decoded (encoded words decoded),
+   * lower-cased field, or null when the message has no such field. The store keeps one row of
+   * these per message (searchHeaderField). Absent in meta cached before it existed.
+   */
+  search?: string;
+}
+
+/** What BlobMeta.search holds (its JSON); null = the message has no such field. */
+export interface SearchFields {
+  subject: string | null;
+  /** Addresses as `display name <mailbox@host>`, names decoded, joined with ", ". */
+  from: string | null;
+  to: string | null;
+  cc: string | null;
+  bcc: string | null;
+}
+
+/** The header fields MailStore.searchHeaderField answers for. */
+export type SearchField = keyof SearchFields;
+
+/**
+ * Computes meta for messages a store holds without `search` text (stored before it existed, or
+ * committed without meta), so its backfill can index them: the store does not parse messages
+ * itself (the layer that does lends it this at open).
+ */
+export interface MetaIndexer {
+  /** BlobMeta.search for meta cached without it (from its envelope). */
+  search(meta: BlobMeta): string;
+  /** The whole meta of a blob, from its bytes. */
+  build(bytes: AsyncIterable<Buffer>): Promise<BlobMeta>;
 }
 
 /** A message row with its blob's cached meta, when asked for. */
@@ -307,12 +339,22 @@ export interface MailStore {
   listFlags(mailboxId: number, uids: number[], changedSince?: number): Promise<MessageFlags[]>;
   /** Whole rows of the given UIDs (missing ones skipped), in UID order, with blob meta when cached. */
   listMessagesByUid(mailboxId: number, uids: number[]): Promise<MessageWithMeta[]>;
+  /**
+   * UIDs of the mailbox (ascending) whose `field` contains `needle` as a substring, compared on
+   * the decoded, lower-cased text of BlobMeta.search (the caller lower-cases `needle`). A message
+   * without the field never matches; '' matches every message that has it (rfc9051 6.4.4).
+   * Answers from one row per message kept with the message through every write (delivery, COPY,
+   * MOVE, EXPUNGE, RENAME, DELETE); a message whose blob has no `search` meta yet is not found
+   * until its meta is set (setBlobMeta) or the store's backfill (see the adapter) indexes it.
+   */
+  searchHeaderField(mailboxId: number, field: SearchField, needle: string): Promise<number[]>;
   /** UIDs expunged from the mailbox with a MODSEQ greater than `sinceModSeq` (QRESYNC VANISHED). */
   listVanished(mailboxId: number, sinceModSeq: number): Promise<number[]>;
   getBlobMeta(hash: string): Promise<BlobMeta | null>;
   /**
    * Caches meta for a blob (lazily computed for messages stored before meta existed), replacing
    * any; ignored when no message references the blob (meta goes with the blob's last reference).
+   * With `search`, the messages of the blob that had no search row get one.
    */
   setBlobMeta(hash: string, meta: BlobMeta): Promise<void>;
   /**

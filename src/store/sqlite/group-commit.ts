@@ -24,6 +24,7 @@ import { canonicalFlags } from '../flags.js';
 import type { BlobStore, DeliveryCommit, DeliveryOutcome, EventBus, MailEvent, OutboundEnvelope } from '../types.js';
 import { BlobRefs, removeBlobFiles } from './blob-refs.js';
 import { MailboxRows } from './mailboxes.js';
+import { INSERT_SEARCH_ROW, parseSearchFields, type SearchValues } from './search-rows.js';
 import type { SerialLane } from './serial-lane.js';
 import type { WalSync } from './wal-sync.js';
 import { statementCache, type Prepare } from './statements.js';
@@ -202,6 +203,7 @@ export class GroupCommit {
     const internalDate = commit.internalDate.getTime();
     const delivered: DeliveryOutcome['delivered'] = [];
     const events: MailEvent[] = [];
+    const search = commit.local.length > 0 ? this.searchValues(commit) : null;
     for (const local of commit.local) {
       const mailbox = local.exactMailbox
         ? this.mailboxes.resolveExact(local.accountId, local.mailbox)
@@ -223,6 +225,7 @@ export class GroupCommit {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(mailbox.id, uid, modseq, blob.hash, blob.size, local.prefix, size, internalDate, JSON.stringify(canonicalFlags(local.flags)));
       this.sql('UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?').run(size, local.accountId);
+      if (search) this.sql(INSERT_SEARCH_ROW).run(mailbox.id, uid, ...search);
       delivered.push({ accountId: local.accountId, mailboxId: mailbox.id, uid });
       events.push({ type: 'exists', accountId: local.accountId, mailboxId: mailbox.id, uid, modSeq: modseq });
     }
@@ -230,14 +233,23 @@ export class GroupCommit {
     const queueId = outbound ? this.enqueue(commit, outbound) : null;
     this.refs.add(blob.hash, blob.size, delivered.length + (outbound ? 1 : 0), blob.inline);
     if (commit.meta) {
-      // After the reference, so meta never outlives its blob (blob-refs.ts deletes both).
-      this.sql('INSERT OR IGNORE INTO blob_meta (hash, envelope, structure) VALUES (?, ?, ?)').run(
-        blob.hash,
-        commit.meta.envelope,
-        commit.meta.structure,
-      );
+      // After the reference, so meta never outlives its blob (blob-refs.ts deletes both). The
+      // first meta stays; search text is added to meta cached without it.
+      this.sql(
+        `INSERT INTO blob_meta (hash, envelope, structure, search) VALUES (?, ?, ?, ?)
+         ON CONFLICT (hash) DO UPDATE SET search = excluded.search WHERE blob_meta.search IS NULL AND excluded.search IS NOT NULL`,
+      ).run(blob.hash, commit.meta.envelope, commit.meta.structure, commit.meta.search ?? null);
     }
     return { outcome: { delivered, queueId }, events };
+  }
+
+  /** The search row values of the commit's messages: its meta's, else those cached with the blob. */
+  private searchValues(commit: DeliveryCommit): SearchValues | null {
+    const text =
+      commit.meta?.search ??
+      this.sql<[string], string | null>('SELECT search FROM blob_meta WHERE hash = ?').pluck().get(commit.blob.hash) ??
+      null;
+    return text === null ? null : parseSearchFields(text);
   }
 
   private enqueue(commit: DeliveryCommit, outbound: OutboundEnvelope): number {
@@ -284,6 +296,10 @@ function checkCommit(commit: DeliveryCommit): void {
   }
   if (commit.meta && (typeof commit.meta.envelope !== 'string' || typeof commit.meta.structure !== 'string')) {
     throw new InvalidInput('delivery commit has malformed blob meta');
+  }
+  if (commit.meta?.search !== undefined) {
+    if (typeof commit.meta.search !== 'string') throw new InvalidInput('delivery commit has malformed blob meta');
+    parseSearchFields(commit.meta.search); // InvalidInput when malformed
   }
   if (commit.local.length === 0 && (commit.outbound?.recipients.length ?? 0) === 0) {
     throw new InvalidInput('delivery commit has no recipients');

@@ -24,8 +24,10 @@ import type {
   MessageFlags,
   MessageRecord,
   MessageWithMeta,
+  SearchField,
   SpecialUse,
 } from '../types.js';
+import { InvalidInput } from '../../util/errors.js';
 import type { SqliteBlobStore } from './blob-store.js';
 import type { SerialLane } from './serial-lane.js';
 import type { GroupCommit } from './group-commit.js';
@@ -33,6 +35,7 @@ import { MailboxOps } from './mailbox-ops.js';
 import { MessageOps } from './message-ops.js';
 import { MessageReads } from './message-reads.js';
 import { SqliteWrites } from './writes.js';
+import { parseSearchFields, SEARCH_COLUMNS } from './search-rows.js';
 import { MAILBOX_SELECT, MESSAGE_COLUMNS, toMailbox, toMessage, type MailboxRow, type MessageRow } from './rows.js';
 import { statementCache, type Prepare } from './statements.js';
 
@@ -43,7 +46,7 @@ export class SqliteMailStore implements MailStore {
   private readonly reads: MessageReads;
 
   constructor(
-    db: Database.Database,
+    private readonly db: Database.Database,
     private readonly blobs: SqliteBlobStore,
     private readonly groupCommit: GroupCommit,
     lane: SerialLane,
@@ -176,16 +179,45 @@ export class SqliteMailStore implements MailStore {
     return this.reads.listVanished(mailboxId, sinceModSeq);
   }
 
+  /** One range scan of the mailbox's message_search rows (search-rows.ts), matched in SQL. */
+  async searchHeaderField(mailboxId: number, field: SearchField, needle: string): Promise<number[]> {
+    if (!Object.hasOwn(SEARCH_COLUMNS, field)) throw new InvalidInput(`cannot search the ${String(field)} field`);
+    // instr(NULL, ?) is NULL: a message without the field never matches; instr(x, '') is 1.
+    return this.sql<[number, string], number>(
+      `SELECT uid FROM message_search WHERE mailbox_id = ? AND instr(${SEARCH_COLUMNS[field]}, ?) > 0 ORDER BY uid`,
+    )
+      .pluck()
+      .all(mailboxId, needle);
+  }
+
   getBlobMeta(hash: string): Promise<BlobMeta | null> {
     return this.reads.getBlobMeta(hash);
   }
 
-  /** Kept only while the blob is referenced (it goes with the last reference, blob-refs.ts). */
+  /**
+   * Kept only while the blob is referenced (it goes with the last reference, blob-refs.ts). Meta
+   * without `search` keeps the search text cached before. When the blob gets search text for the
+   * first time, its messages without a search row get one: a scan of the messages table (no
+   * index by blob), which only messages stored without meta ever cause.
+   */
   async setBlobMeta(hash: string, meta: BlobMeta): Promise<void> {
-    this.sql<[{ hash: string; envelope: string; structure: string }]>(
-      `INSERT INTO blob_meta (hash, envelope, structure)
-       SELECT @hash, @envelope, @structure WHERE EXISTS (SELECT 1 FROM blob_refs WHERE hash = @hash)
-       ON CONFLICT (hash) DO UPDATE SET envelope = excluded.envelope, structure = excluded.structure`,
-    ).run({ hash, envelope: meta.envelope, structure: meta.structure });
+    const search = meta.search ?? null;
+    if (search !== null) parseSearchFields(search); // InvalidInput when malformed
+    this.db.transaction(() => {
+      const had = this.sql<[string], string | null>('SELECT search FROM blob_meta WHERE hash = ?').pluck().get(hash) ?? null;
+      const stored = this.sql<[{ hash: string; envelope: string; structure: string; search: string | null }]>(
+        `INSERT INTO blob_meta (hash, envelope, structure, search)
+         SELECT @hash, @envelope, @structure, @search WHERE EXISTS (SELECT 1 FROM blob_refs WHERE hash = @hash)
+         ON CONFLICT (hash) DO UPDATE SET envelope = excluded.envelope, structure = excluded.structure,
+           search = coalesce(excluded.search, blob_meta.search)`,
+      ).run({ hash, envelope: meta.envelope, structure: meta.structure, search });
+      if (stored.changes === 0 || search === null || had !== null) return;
+      this.sql<[{ hash: string; search: string }]>(
+        `INSERT OR IGNORE INTO message_search (mailbox_id, uid, subject, from_addr, to_addr, cc_addr, bcc_addr)
+         SELECT mailbox_id, uid, json_extract(@search, '$.subject'), json_extract(@search, '$.from'), json_extract(@search, '$.to'),
+           json_extract(@search, '$.cc'), json_extract(@search, '$.bcc')
+         FROM messages WHERE blob_hash = @hash`,
+      ).run({ hash, search });
+    }).immediate();
   }
 }

@@ -55,7 +55,8 @@ export class MailboxOps {
         )
         .all(box.id);
       const bytes = blobs.reduce((sum, b) => sum + b.bytes, 0);
-      // Messages and tombstones go with the row (ON DELETE CASCADE); subscriptions stay.
+      // Messages, their search rows and tombstones go with the row (ON DELETE CASCADE);
+      // subscriptions stay.
       this.w.sql('DELETE FROM mailboxes WHERE id = ?').run(box.id);
       this.w.sql('UPDATE accounts SET used_bytes = max(0, used_bytes - ?) WHERE id = ?').run(bytes, accountId);
       const unreferenced = this.w.refs.release(new Map(blobs.map((b) => [b.blob_hash, b.n])));
@@ -132,6 +133,7 @@ export class MailboxOps {
     if (uids.length > 0) {
       const modSeq = this.w.nextModSeq(inboxId);
       this.w.sql('UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?').run(id, inboxId);
+      this.w.sql('UPDATE message_search SET mailbox_id = ? WHERE mailbox_id = ?').run(id, inboxId);
       this.w
         .sql('INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) SELECT ?, uid, ? FROM messages WHERE mailbox_id = ?')
         .run(inboxId, modSeq, id);

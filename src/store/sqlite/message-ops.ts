@@ -7,11 +7,13 @@
  * - New UIDs (COPY, MOVE) come from the target's uidnext, in source UID order.
  * - COPY adds blob references and quota usage; MOVE re-homes the rows, so both stay the same;
  *   EXPUNGE releases both.
+ * - Each message's search row (search-rows.ts) is copied, re-homed or deleted with it.
  */
 import { InvalidInput, NotFound, QuotaExceeded } from '../../util/errors.js';
 import { applyFlagChange, canonicalFlags } from '../flags.js';
 import type { CopyResult, FlagUpdate, FlagUpdateResult, MailEvent, MessageFlags } from '../types.js';
 import { readByUid } from './by-uid.js';
+import { COPY_SEARCH_ROW, DELETE_SEARCH_ROW, MOVE_SEARCH_ROW } from './search-rows.js';
 import type { SqliteWrites, WriteResult } from './writes.js';
 
 interface BoxRow {
@@ -108,12 +110,14 @@ export class MessageOps {
         `INSERT INTO messages (mailbox_id, uid, modseq, blob_hash, blob_size, prefix, size, internal_date, flags)
          SELECT ?, ?, ?, blob_hash, blob_size, prefix, size, internal_date, flags FROM messages WHERE id = ?`,
       );
+      const copySearch = this.w.sql<[number, number, number, number]>(COPY_SEARCH_ROW);
       const mapping: Array<[number, number]> = [];
       const events: MailEvent[] = [];
       const refs = new Map<string, { size: number; count: number }>();
       rows.forEach((row, i) => {
         const uid = first + i;
         insert.run(toMailboxId, uid, modSeq, row.id);
+        copySearch.run(toMailboxId, uid, fromMailboxId, row.uid);
         mapping.push([row.uid, uid]);
         events.push({ type: 'exists', accountId: target.account_id, mailboxId: toMailboxId, uid, modSeq });
         const ref = refs.get(row.blob_hash);
@@ -135,11 +139,13 @@ export class MessageOps {
       const { first, modSeq } = this.takeUids(toMailboxId, rows.length);
       const expungeModSeq = this.w.nextModSeq(fromMailboxId);
       const rehome = this.w.sql<[number, number, number, number]>('UPDATE messages SET mailbox_id = ?, uid = ?, modseq = ? WHERE id = ?');
+      const rehomeSearch = this.w.sql<[number, number, number, number]>(MOVE_SEARCH_ROW);
       const mapping: Array<[number, number]> = [];
       const events: MailEvent[] = [];
       rows.forEach((row, i) => {
         const uid = first + i;
         rehome.run(toMailboxId, uid, modSeq, row.id);
+        rehomeSearch.run(toMailboxId, uid, fromMailboxId, row.uid);
         mapping.push([row.uid, uid]);
         events.push({ type: 'exists', accountId: target.account_id, mailboxId: toMailboxId, uid, modSeq });
       });
@@ -159,10 +165,12 @@ export class MessageOps {
       if (rows.length === 0) return { value: [], events: [] };
       const modSeq = this.w.nextModSeq(mailboxId);
       const remove = this.w.sql<[number]>('DELETE FROM messages WHERE id = ?');
+      const removeSearch = this.w.sql<[number, number]>(DELETE_SEARCH_ROW);
       const counts = new Map<string, number>();
       let bytes = 0;
       for (const row of rows) {
         remove.run(row.id);
+        removeSearch.run(mailboxId, row.uid);
         counts.set(row.blob_hash, (counts.get(row.blob_hash) ?? 0) + 1);
         bytes += row.size;
       }

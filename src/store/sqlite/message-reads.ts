@@ -75,6 +75,11 @@ export class MessageReads {
   }
 
   async getBlobMeta(hash: string): Promise<BlobMeta | null> {
-    return this.sql<[string], BlobMeta>('SELECT envelope, structure FROM blob_meta WHERE hash = ?').get(hash) ?? null;
+    const row = this.sql<[string], { envelope: string; structure: string; search: string | null }>(
+      'SELECT envelope, structure, search FROM blob_meta WHERE hash = ?',
+    ).get(hash);
+    if (!row) return null;
+    const { search, ...meta } = row;
+    return search === null ? meta : { ...meta, search };
   }
 }

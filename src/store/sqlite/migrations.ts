@@ -182,6 +182,25 @@ export const MIGRATIONS: readonly string[] = [
 
   ALTER TABLE accounts ADD COLUMN send_as TEXT NOT NULL DEFAULT '[]';
   `,
+  // 6: header SEARCH without loading messages. blob_meta.search is the JSON of the decoded,
+  // lower-cased SUBJECT / FROM / TO / CC / BCC text (BlobMeta.search); message_search holds it
+  // per message, clustered by (mailbox_id, uid), so SEARCH SUBJECT is one range scan matched
+  // with instr() (search-rows.ts). Existing messages are indexed after the migration, in JS (the
+  // store does not parse messages in SQL): see backfillSearchRows.
+  `
+  ALTER TABLE blob_meta ADD COLUMN search TEXT;
+
+  CREATE TABLE message_search (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid        INTEGER NOT NULL,
+    subject    TEXT,
+    from_addr  TEXT,
+    to_addr    TEXT,
+    cc_addr    TEXT,
+    bcc_addr   TEXT,
+    PRIMARY KEY (mailbox_id, uid)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** Brings the database to the latest schema; returns the resulting version. */

@@ -13,13 +13,14 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileBlobStore } from '../blobs/file-blob-store.js';
 import { MemoryEventBus } from '../memory-events.js';
-import type { Store } from '../types.js';
+import type { MetaIndexer, Store } from '../types.js';
 import { INLINE_LIMIT, SqliteBlobStore } from './blob-store.js';
 import { SqliteDirectory } from './directory.js';
 import { GroupCommit, type GroupCommitStats } from './group-commit.js';
 import { SqliteMailStore } from './mail.js';
 import { migrate } from './migrations.js';
 import { SqliteQueueStore } from './queue.js';
+import { backfillSearchRows } from './search-rows.js';
 import { SerialLane } from './serial-lane.js';
 import { SqliteSettings } from './settings.js';
 import { WalSync } from './wal-sync.js';
@@ -29,6 +30,12 @@ const BUSY_TIMEOUT_MS = 5000;
 
 export interface SqliteStoreOptions {
   dataDir: string;
+  /**
+   * Lets the store index, at open, the messages it holds without search rows (stored before
+   * schema 6, or committed without meta): see backfillSearchRows. Without it nothing is
+   * backfilled (such messages are indexed when their meta is set, or at a later open with it).
+   */
+  indexer?: MetaIndexer;
 }
 
 export interface SqliteStore extends Store {
@@ -44,6 +51,14 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   const databasePath = join(options.dataDir, DATABASE_FILE);
   const db = openDatabase(databasePath);
   const blobs = new SqliteBlobStore(db, files);
+  if (options.indexer) {
+    try {
+      await backfillSearchRows(db, blobs, options.indexer);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
   const lane = new SerialLane();
   const events = new MemoryEventBus();
   const walSync = new WalSync(`${databasePath}-wal`);
