@@ -4,6 +4,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { ConfigError, type BootstrapConfig } from '../config/bootstrap.js';
+import { metaIndexer } from '../pipeline/message-meta.js';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/types.js';
 
@@ -15,7 +16,8 @@ export async function openStore(config: Pick<BootstrapConfig, 'database' | 'data
     } catch (e) {
       throw new ConfigError(`cannot create the data folder ${config.dataDir}: ${(e as Error).message}`);
     }
-    return openSqliteStore({ dataDir: config.dataDir });
+    // The indexer lets the store index messages stored before the SEARCH index existed.
+    return openSqliteStore({ dataDir: config.dataDir, indexer: metaIndexer });
   }
   if (db.startsWith('postgres://') || db.startsWith('postgresql://')) {
     throw new ConfigError('this build of Fulmar has no PostgreSQL store yet; use the embedded store (database = "sqlite")');
