@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import type { DeliveryCommit, LocalDelivery, MailEvent, StagedBlob, Store } from '../../src/store/types.js';
 import { describeImapContract } from './contract-imap.js';
 import { describeQueueContract } from './contract-queue.js';
+import { describeSearchContract } from './contract-search.js';
 
 export interface StoreHarness {
   store: Store;
@@ -614,6 +615,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
     });
 
     describeImapContract(() => store);
+    describeSearchContract(() => store);
     describeQueueContract(() => h);
 
     describe('sharing with another process', () => {
