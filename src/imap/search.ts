@@ -91,9 +91,25 @@ function usesModSeq(key: SearchKey): boolean {
   return false;
 }
 
+/** The criteria read flags or MODSEQ (so the flags rows must be read). */
+function usesFlags(key: SearchKey): boolean {
+  if (key.kind === 'flag' || key.kind === 'modseq') return true;
+  if (key.kind === 'not') return usesFlags(key.key);
+  if (key.kind === 'or') return usesFlags(key.a) || usesFlags(key.b);
+  if (key.kind === 'and') return key.keys.some(usesFlags);
+  return false;
+}
+
+/** Every match is in the store's answer to some FROM/TO/CC/BCC/SUBJECT key. */
+function needsIndexedMatch(key: SearchKey): boolean {
+  if (key.kind === 'header') return INDEXED_FIELDS.has(key.field);
+  if (key.kind === 'or') return needsIndexedMatch(key.a) && needsIndexedMatch(key.b);
+  if (key.kind === 'and') return key.keys.some(needsIndexedMatch);
+  return false;
+}
+
 /** What one message offers to the matcher; deeper facts are loaded on first use, once. */
 interface Candidate {
-  seq: number;
   flags: MessageFlags;
   row: MessageWithMeta | null;
   /** Only the envelope: sent dates need no more. */
@@ -145,30 +161,16 @@ function lowerCased(key: SearchKey): SearchKey {
 export async function runSearch(ctx: SearchContext, original: SearchKey): Promise<SearchResult> {
   const { box, mail } = ctx;
   const criteria = lowerCased(original);
-  const depth = depthOf(criteria);
   const sets = new SetCache(ctx);
   await sets.loadHeaderMatches(criteria);
   const uids = box.uidArray();
+  if (depthOf(criteria) === 0) return searchShallow(ctx, criteria, sets, uids);
   const matched: number[] = [];
   let highestModSeq = 0;
-  let slice = performance.now();
+  const slicer = new TimeSlicer();
   for (let i = 0; i < uids.length; i += CHUNK) {
     const chunk = uids.slice(i, i + CHUNK);
-    if (performance.now() - slice > 20) {
-      // A long search must not stall every other session of the process.
-      await new Promise((resolve) => setImmediate(resolve));
-      slice = performance.now();
-    }
-    if (depth === 0) {
-      for (const f of await mail.listFlags(box.mailboxId, chunk)) {
-        const c = candidate(ctx, f, null);
-        if (await matches(c, criteria, sets)) {
-          matched.push(f.uid);
-          highestModSeq = Math.max(highestModSeq, f.modSeq);
-        }
-      }
-      continue;
-    }
+    await slicer.pause();
     for (const row of await mail.listMessagesByUid(box.mailboxId, chunk)) {
       const c = candidate(ctx, row, row);
       if (await matches(c, criteria, sets)) {
@@ -178,6 +180,55 @@ export async function runSearch(ctx: SearchContext, original: SearchKey): Promis
     }
   }
   return { uids: matched, highestModSeq: usesModSeq(criteria) ? highestModSeq : null };
+}
+
+/**
+ * Criteria that need no message row (depth 0), matched synchronously: flags and MODSEQ from the
+ * flags rows, read only when the criteria use them; header keys from the store's answers.
+ * Messages another session expunged, still in this session's map until it is told, never match
+ * (their flags rows are gone; without flags, the mailbox's UIDs are read to leave them out,
+ * unless every match must be in a header answer, which has only messages that exist).
+ */
+async function searchShallow(ctx: SearchContext, criteria: SearchKey, sets: SetCache, uids: number[]): Promise<SearchResult> {
+  const { box, mail } = ctx;
+  const matched: number[] = [];
+  const slicer = new TimeSlicer();
+  if (usesFlags(criteria)) {
+    let highestModSeq = 0;
+    for (let i = 0; i < uids.length; i += CHUNK) {
+      await slicer.pause();
+      for (const f of await mail.listFlags(box.mailboxId, uids.slice(i, i + CHUNK))) {
+        if (matchesShallow(f.uid, f, criteria, sets)) {
+          matched.push(f.uid);
+          highestModSeq = Math.max(highestModSeq, f.modSeq);
+        }
+      }
+    }
+    return { uids: matched, highestModSeq: usesModSeq(criteria) ? highestModSeq : null };
+  }
+  const existing = needsIndexedMatch(criteria) ? null : await mail.listUids(box.mailboxId);
+  let next = 0; // both lists ascend: one walk
+  for (let i = 0; i < uids.length; i++) {
+    if (i % CHUNK === 0) await slicer.pause();
+    const uid = uids[i]!;
+    if (existing) {
+      while (next < existing.length && existing[next]! < uid) next++;
+      if (existing[next] !== uid) continue;
+    }
+    if (matchesShallow(uid, null, criteria, sets)) matched.push(uid);
+  }
+  return { uids: matched, highestModSeq: null };
+}
+
+/** Yields to the event loop when a search has run for a while: it must not stall every other session. */
+class TimeSlicer {
+  private start = performance.now();
+
+  async pause(): Promise<void> {
+    if (performance.now() - this.start <= 20) return;
+    await new Promise((resolve) => setImmediate(resolve));
+    this.start = performance.now();
+  }
 }
 
 function candidate(ctx: SearchContext, flags: MessageFlags, row: MessageWithMeta | null): Candidate {
@@ -190,7 +241,6 @@ function candidate(ctx: SearchContext, flags: MessageFlags, row: MessageWithMeta
     return meta;
   };
   return {
-    seq: ctx.box.seqOf(flags.uid),
     flags,
     row,
     memo: new Map(),
@@ -294,7 +344,9 @@ function compareDay(day: string | null, op: 'before' | 'on' | 'since', target: s
 /** Sequence and UID sets of the criteria, and the matches of indexed header keys, resolved once per search. */
 class SetCache {
   private readonly cache = new Map<SearchKey, Set<number>>();
+  /** The store's answers by field and needle, and by key (the same key may appear twice). */
   private readonly headers = new Map<string, Set<number>>();
+  private readonly headerKeys = new Map<SearchKey, Set<number>>();
   constructor(private readonly ctx: SearchContext) {}
 
   /** Asks the store once per distinct FROM/TO/CC/BCC/SUBJECT key (needles are lower-cased already). */
@@ -311,13 +363,17 @@ class SetCache {
     const field = key.kind === 'header' ? INDEXED_FIELDS.get(key.field) : undefined;
     if (key.kind !== 'header' || field === undefined) return;
     const id = `${field}\0${key.value}`;
-    if (this.headers.has(id)) return;
-    this.headers.set(id, new Set(await this.ctx.mail.searchHeaderField(this.ctx.box.mailboxId, field, key.value)));
+    let set = this.headers.get(id);
+    if (!set) {
+      set = new Set(await this.ctx.mail.searchHeaderField(this.ctx.box.mailboxId, field, key.value));
+      this.headers.set(id, set);
+    }
+    this.headerKeys.set(key, set);
   }
 
-  headerMatches(field: SearchField, needle: string): Set<number> {
-    const set = this.headers.get(`${field}\0${needle}`);
-    if (!set) throw new Error(`header key ${field} ${needle} was not loaded`); // a bug: loadHeaderMatches walks every key
+  headerMatches(key: SearchKey): Set<number> {
+    const set = this.headerKeys.get(key);
+    if (!set) throw new Error('a header key was not loaded before the scan'); // a bug: loadHeaderMatches walks every key
     return set;
   }
 
@@ -336,13 +392,14 @@ class SetCache {
   }
 }
 
-async function matches(c: Candidate, key: SearchKey, sets: SetCache): Promise<boolean> {
+/** A key of depth 0 (depthOf); `flags` may be null when the criteria use no flags (usesFlags). */
+function matchesShallow(uid: number, flags: MessageFlags | null, key: SearchKey, sets: SetCache): boolean {
   switch (key.kind) {
     case 'all':
       return true;
     case 'flag': {
       const want = key.flag.toLowerCase();
-      return c.flags.flags.some((f) => f.toLowerCase() === want) === key.set;
+      return flags!.flags.some((f) => f.toLowerCase() === want) === key.set;
     }
     case 'new':
     case 'recent':
@@ -351,9 +408,34 @@ async function matches(c: Candidate, key: SearchKey, sets: SetCache): Promise<bo
       return true;
     case 'seq':
     case 'uid':
-      return sets.uids(key).has(c.flags.uid);
+      return sets.uids(key).has(uid);
     case 'modseq':
-      return c.flags.modSeq >= key.modSeq;
+      return flags!.modSeq >= key.modSeq;
+    case 'header':
+      return sets.headerMatches(key).has(uid);
+    case 'not':
+      return !matchesShallow(uid, flags, key.key, sets);
+    case 'or':
+      return matchesShallow(uid, flags, key.a, sets) || matchesShallow(uid, flags, key.b, sets);
+    case 'and':
+      for (const k of key.keys) if (!matchesShallow(uid, flags, k, sets)) return false;
+      return true;
+    default:
+      throw new Error(`search key ${key.kind} needs more than flags`); // a bug: depthOf says 0
+  }
+}
+
+async function matches(c: Candidate, key: SearchKey, sets: SetCache): Promise<boolean> {
+  switch (key.kind) {
+    case 'all':
+    case 'flag':
+    case 'new':
+    case 'recent':
+    case 'old':
+    case 'seq':
+    case 'uid':
+    case 'modseq':
+      return matchesShallow(c.flags.uid, c.flags, key, sets);
     case 'size':
       return key.op === 'larger' ? c.row!.size > key.size : c.row!.size < key.size;
     case 'older':
@@ -365,8 +447,7 @@ async function matches(c: Candidate, key: SearchKey, sets: SetCache): Promise<bo
       return compareDay(sentDay((await c.envelope()).date), key.op, key.date);
     }
     case 'header': {
-      const indexed = INDEXED_FIELDS.get(key.field);
-      if (indexed !== undefined) return sets.headerMatches(indexed, key.value).has(c.flags.uid);
+      if (INDEXED_FIELDS.has(key.field)) return sets.headerMatches(key).has(c.flags.uid);
       const name = key.field.toLowerCase();
       return (await c.headerFields()).some(([n, v]) => n === name && contains(v, key.value, true));
     }
