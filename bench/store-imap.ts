@@ -2,13 +2,15 @@
  * What an IMAP session asks of the embedded store on a large mailbox: a 100,000-message INBOX
  * (default), its rows interleaved with another account's as real deliveries leave them. Prints
  * the median and the slowest of several runs for the reads SELECT, STATUS, FETCH FLAGS and
- * CONDSTORE make, and the time of the big writes (STORE 1:*, COPY, MOVE, EXPUNGE).
+ * CONDSTORE make, header SEARCH (searchHeaderField), and the time of the big writes (STORE 1:*,
+ * COPY, MOVE, EXPUNGE). Messages carry the meta SMTP ingest caches (envelope, structure, search text).
  *
  *   node --import tsx bench/store-imap.ts [messages] [dataDir]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MessageMetaBuilder } from '../src/pipeline/message-meta.js';
 import { openSqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import type { LocalDelivery } from '../src/store/types.js';
 
@@ -37,13 +39,16 @@ for (let done = 0; done < count; done += BATCH) {
   const commits = [];
   for (let i = done; i < Math.min(done + BATCH, count); i++) {
     const writer = await store.blobs.createWriter();
-    await writer.write(Buffer.from(`Subject: message ${i}\r\nMessage-ID: <${i}@bench.example>\r\n\r\n${'x'.repeat(2000)}\r\n`));
+    const bytes = Buffer.from(`Subject: message ${i}\r\nFrom: Sender ${i % 100} <s${i % 100}@bench.example>\r\nMessage-ID: <${i}@bench.example>\r\n\r\n${'x'.repeat(2000)}\r\n`);
+    await writer.write(bytes);
     const blob = await writer.finish();
+    const meta = new MessageMetaBuilder();
+    meta.write(bytes);
     const local: LocalDelivery[] = [
       { accountId: user.id, mailbox: 'INBOX', prefix: Buffer.from(`Delivered-To: big@bench.example\r\n`), flags: flagsOf(i) },
       { accountId: neighbour.id, mailbox: 'INBOX', prefix: Buffer.alloc(0), flags: [] },
     ];
-    commits.push(store.mail.commitDelivery({ blob, internalDate: new Date(), local, outbound: null }));
+    commits.push(store.mail.commitDelivery({ blob, meta: meta.finish(), internalDate: new Date(), local, outbound: null }));
   }
   await Promise.all(commits);
 }
@@ -82,6 +87,11 @@ const everyOther = uids.filter((_, i) => i % 2 === 0);
 await time('listFlags every other UID', 10, () => store.mail.listFlags(inbox.id, everyOther), (r) => `${r.length} rows`);
 await time('listFlags last 100', 20, () => store.mail.listFlags(inbox.id, uids.slice(-100)), (r) => `${r.length} rows`);
 await time('listMessagesByUid last 1000 (no meta)', 10, () => store.mail.listMessagesByUid(inbox.id, uids.slice(-1000)), (r) => `${r.length} rows`);
+await time('searchHeaderField SUBJECT (few matches)', 20, () => store.mail.searchHeaderField(inbox.id, 'subject', `message ${Math.floor(count / 3)}`), (r) => `${r.length} uids`);
+await time('searchHeaderField SUBJECT (1 in 10)', 20, () => store.mail.searchHeaderField(inbox.id, 'subject', '7'), (r) => `${r.length} uids`);
+await time('searchHeaderField SUBJECT "" (all)', 10, () => store.mail.searchHeaderField(inbox.id, 'subject', ''), (r) => `${r.length} uids`);
+await time('searchHeaderField FROM (1 in 100)', 20, () => store.mail.searchHeaderField(inbox.id, 'from', 's42@'), (r) => `${r.length} uids`);
+await time('searchHeaderField TO (no such field)', 20, () => store.mail.searchHeaderField(inbox.id, 'to', 'x'), (r) => `${r.length} uids`);
 await time('listMessagesByUid 1:* (100k)', 3, () => store.mail.listMessagesByUid(inbox.id, uids), (r) => `${r.length} rows`);
 
 const stored = await once('storeFlags 1:* +FLAGS \\Flagged', () => store.mail.storeFlags(inbox.id, { uids, mode: 'add', flags: ['\\Flagged'] }), (r) => `${r.updated.length} changed`);
