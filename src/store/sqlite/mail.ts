@@ -27,7 +27,6 @@ import type {
   SearchField,
   SpecialUse,
 } from '../types.js';
-import { InvalidInput } from '../../util/errors.js';
 import type { SqliteBlobStore } from './blob-store.js';
 import type { SerialLane } from './serial-lane.js';
 import type { GroupCommit } from './group-commit.js';
@@ -35,7 +34,7 @@ import { MailboxOps } from './mailbox-ops.js';
 import { MessageOps } from './message-ops.js';
 import { MessageReads } from './message-reads.js';
 import { SqliteWrites } from './writes.js';
-import { parseSearchFields, SEARCH_COLUMNS } from './search-rows.js';
+import { parseSearchFields } from './search-rows.js';
 import { MAILBOX_SELECT, MESSAGE_COLUMNS, toMailbox, toMessage, type MailboxRow, type MessageRow } from './rows.js';
 import { statementCache, type Prepare } from './statements.js';
 
@@ -179,15 +178,8 @@ export class SqliteMailStore implements MailStore {
     return this.reads.listVanished(mailboxId, sinceModSeq);
   }
 
-  /** One range scan of the mailbox's message_search rows (search-rows.ts), matched in SQL. */
-  async searchHeaderField(mailboxId: number, field: SearchField, needle: string): Promise<number[]> {
-    if (!Object.hasOwn(SEARCH_COLUMNS, field)) throw new InvalidInput(`cannot search the ${String(field)} field`);
-    // instr(NULL, ?) is NULL: a message without the field never matches; instr(x, '') is 1.
-    return this.sql<[number, string], number>(
-      `SELECT uid FROM message_search WHERE mailbox_id = ? AND instr(${SEARCH_COLUMNS[field]}, ?) > 0 ORDER BY uid`,
-    )
-      .pluck()
-      .all(mailboxId, needle);
+  searchHeaderField(mailboxId: number, field: SearchField, needle: string): Promise<number[]> {
+    return this.reads.searchHeaderField(mailboxId, field, needle);
   }
 
   getBlobMeta(hash: string): Promise<BlobMeta | null> {

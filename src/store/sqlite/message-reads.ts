@@ -1,16 +1,17 @@
 /**
  * The bulk reads an IMAP session makes on a selected mailbox: counts, the UID map, flags and
- * rows by UID set, expunge tombstones, blob meta. Sized for 100,000-message mailboxes: UID sets
+ * rows by UID set, expunge tombstones, blob meta, header SEARCH. Sized for 100,000-message mailboxes: UID sets
  * are read by spans (by-uid.ts), never bound one parameter per UID, and wide results use raw
  * rows.
  *
  * Invariant: read-only, no caching of data (every call queries the database).
  */
 import type Database from 'better-sqlite3';
-import { NotFound } from '../../util/errors.js';
-import type { BlobMeta, MailboxCounts, MessageFlags, MessageWithMeta } from '../types.js';
+import { InvalidInput, NotFound } from '../../util/errors.js';
+import type { BlobMeta, MailboxCounts, MessageFlags, MessageWithMeta, SearchField } from '../types.js';
 import { readByUid } from './by-uid.js';
 import { MESSAGE_WITH_META_SELECT, toMessageWithMeta, type MessageWithMetaRow } from './rows.js';
+import { SEARCH_COLUMNS } from './search-rows.js';
 import { statementCache, type Prepare } from './statements.js';
 
 // The exact text of the canonical flags inside the JSON column (flags.ts keeps them canonical).
@@ -72,6 +73,17 @@ export class MessageReads {
     return this.sql<[number, number], number>('SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid')
       .pluck()
       .all(mailboxId, sinceModSeq);
+  }
+
+  /** One range scan of the mailbox's message_search rows (search-rows.ts), matched in SQL. */
+  async searchHeaderField(mailboxId: number, field: SearchField, needle: string): Promise<number[]> {
+    if (!Object.hasOwn(SEARCH_COLUMNS, field)) throw new InvalidInput(`cannot search the ${String(field)} field`);
+    // instr(NULL, ?) is NULL: a message without the field never matches; instr(x, '') is 1.
+    return this.sql<[number, string], number>(
+      `SELECT uid FROM message_search WHERE mailbox_id = ? AND instr(${SEARCH_COLUMNS[field]}, ?) > 0 ORDER BY uid`,
+    )
+      .pluck()
+      .all(mailboxId, needle);
   }
 
   async getBlobMeta(hash: string): Promise<BlobMeta | null> {

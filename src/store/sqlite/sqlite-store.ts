@@ -7,6 +7,8 @@
  *   of a delivery. busy_timeout=5000 lets the server and CLI processes share the file.
  * - Foreign keys are enforced (mailboxes and messages cascade with their account).
  * - Operations that change blob references and files run in one serial lane (serial-lane.ts).
+ * - Given an indexer, the open indexes messages stored without header SEARCH rows before it
+ *   resolves (search-rows.ts backfillSearchRows); the server's open-store.ts gives one.
  */
 import Database from 'better-sqlite3';
 import { mkdir } from 'node:fs/promises';
