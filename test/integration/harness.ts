@@ -77,7 +77,10 @@ export class FulmarProcess {
     writeFileSync(
       configFile,
       `listen = "127.0.0.1"\n[ports]\n${Object.entries(ports).map(([k, v]) => `${k} = ${v}`).join('\n')}\n` +
-        `[settings]\n"smtp.auth_checks" = false\n`,
+        // Hermetic: no test reaches the machine's own DNS. SPF/DKIM/DMARC checks are off, and
+        // remote mail waits in the queue (lookups time out at a resolver nobody answers) unless
+        // a test sets dns.servers to its own DNS server.
+        `[settings]\n"smtp.auth_checks" = false\n"dns.servers" = "127.0.0.1:9"\n`,
     );
     const f = new FulmarProcess(dataDir, configFile, ports, options.hostname ?? 'mx.fulmar.test');
     f.nodeFlags = options.nodeFlags ?? [];
