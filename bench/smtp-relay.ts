@@ -480,7 +480,8 @@ async function main(): Promise<void> {
     if (left > 0) {
       const rows = db
         .prepare(
-          `SELECT m.id, m.created_at, m.held, m.lease_owner, m.lease_until, r.status, r.attempts, r.next_attempt_at, r.last_error
+          `SELECT m.id, m.blob_hash, m.created_at, m.held, m.lease_owner, m.lease_until, r.id AS rid, r.address, r.status, r.attempts, r.next_attempt_at, r.last_error,
+                  (SELECT count(*) FROM blob_data b WHERE b.hash = m.blob_hash) AS inline_blob
            FROM queue_messages m JOIN queue_recipients r ON r.queue_id = m.id ORDER BY m.id LIMIT 10`,
         )
         .all();

@@ -163,6 +163,9 @@ function assertReport(dsn: ParsedDsn, to: string): Array<Record<string, string[]
   assert.match(field(dsn.headers, 'From'), new RegExp(`MAILER-DAEMON@${HOSTNAME.replace(/\./g, '\\.')}`, 'i'));
   assert.equal(field(dsn.headers, 'To'), `<${to}>`);
   assert.equal(field(dsn.headers, 'Auto-Submitted'), 'auto-replied');
+  assert.equal(field(dsn.headers, 'MIME-Version'), '1.0');
+  assert.ok(!Number.isNaN(Date.parse(field(dsn.headers, 'Date'))), 'a Date header');
+  assert.match(field(dsn.headers, 'Message-ID'), /^<[^<>@\s]+@[^<>@\s]+>$/);
   assert.equal(field(dsn.perMessage, 'Reporting-MTA'), `dns; ${HOSTNAME}`);
   assert.ok(field(dsn.perMessage, 'Arrival-Date'));
   assert.ok(dsn.perRecipient && dsn.perRecipient.length > 0);
