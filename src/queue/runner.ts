@@ -147,11 +147,20 @@ export class QueueRunner {
         const key = smarthostFor(domain, settings) ? '' : domain;
         byDomain.set(key, [...(byDomain.get(key) ?? []), r]);
       }
-      const resolver = createResolver(settings.get('dns.servers'));
+      const resolver = this.resolverFor(settings.get('dns.servers'));
+      // With several destinations, each one's deliveries are recorded as soon as it answered:
+      // a crash while another destination stalls must not send this one the message again.
+      const recordedEarly = new Set<number>();
       const outcomes = (
-        await Promise.all([...byDomain].map(([domain, recipients]) => this.deliverDomain(message, prepared, domain, recipients, settings, resolver)))
+        await Promise.all(
+          [...byDomain].map(async ([domain, recipients]) => {
+            const result = await this.deliverDomain(message, prepared, domain, recipients, settings, resolver);
+            if (byDomain.size > 1) await this.recordDelivered(message, result, recordedEarly);
+            return result;
+          }),
+        )
       ).flat();
-      await this.finish(message, outcomes, settings);
+      await this.finish(message, outcomes.filter((o) => !recordedEarly.has(o.recipientId)), settings);
     } catch (err) {
       log.error({ event: 'queue.delivery_error', queueId: message.id, err }, 'delivery attempt failed unexpectedly');
       const outcomes: RecipientOutcome[] = message.recipients.map((r) => ({
@@ -165,6 +174,32 @@ export class QueueRunner {
         log.error({ event: 'queue.record_failed', queueId: message.id, err: e }, 'could not record the attempt'),
       );
     }
+  }
+
+  /** Records delivered recipients at once, keeping the lease (those owed a success report wait for finish). */
+  private async recordDelivered(message: LeasedMessage, outcomes: RecipientOutcome[], recorded: Set<number>): Promise<void> {
+    const done = outcomes.filter((o) => {
+      if (o.outcome !== 'delivered') return false;
+      const notify = (message.recipients.find((r) => r.id === o.recipientId)?.notify ?? '').toUpperCase();
+      return !notify.split(',').includes('SUCCESS') || o.dsnRelayed;
+    });
+    if (done.length === 0) return;
+    const results: RecipientResult[] = done.map((o) => ({ recipientId: o.recipientId, outcome: 'delivered', error: null, remoteMta: o.remoteMta }));
+    const ok = await this.services.queue.recordResults(message.id, this.owner, results, { keepLease: true }).catch(() => false);
+    if (ok) for (const o of done) recorded.add(o.recipientId);
+  }
+
+  private resolvers = new Map<string, Resolver>();
+
+  /** One resolver per `dns.servers` value (building one per delivery costs for nothing). */
+  private resolverFor(servers: string): Resolver {
+    let resolver = this.resolvers.get(servers);
+    if (!resolver) {
+      if (this.resolvers.size > 8) this.resolvers.clear();
+      resolver = createResolver(servers);
+      this.resolvers.set(servers, resolver);
+    }
+    return resolver;
   }
 
   /** What every attempt of this message needs: 8-bit facts, and a DKIM signature when we sign. */
@@ -297,6 +332,7 @@ export class QueueRunner {
       await this.notify(message, delayed, true, new Date(message.createdAt.getTime() + maxAge));
       await this.services.queue.markDelayWarned(delayed.map((d) => d.id));
     }
+    if (results.length === 0) return; // every recipient was recorded as it was delivered
     const recorded = await this.services.queue.recordResults(message.id, this.owner, results);
     if (!recorded) this.services.log.warn({ event: 'queue.lease_lost', queueId: message.id }, 'lease expired during delivery; results not recorded');
   }

@@ -437,7 +437,7 @@ export interface QueueStore {
    * delivered or failed is ignored; InvalidInput (nothing recorded) for a deferred result
    * without nextAttemptAt or a recipient of another message. Empty results just end the lease.
    */
-  recordResults(queueId: number, owner: string, results: RecipientResult[]): Promise<boolean>;
+  recordResults(queueId: number, owner: string, results: RecipientResult[], options?: { keepLease?: boolean }): Promise<boolean>;
   /**
    * When the next recipient is due (for the scheduler's sleep), or null when nothing waits.
    * Held messages do not count; a leased message counts from the end of its lease.

@@ -254,12 +254,17 @@ export class GroupCommit {
 
   private enqueue(commit: DeliveryCommit, outbound: OutboundEnvelope): number {
     const now = Date.now();
-    const queueId = Number(
-      this.sql(
-        `INSERT INTO queue_messages (blob_hash, size, mail_from, env_id, ret, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-      ).run(commit.blob.hash, commit.blob.size, outbound.mailFrom, outbound.envId ?? null, outbound.ret ?? null, now)
-        .lastInsertRowid,
-    );
+    // Queue ids are never reused (a plain INTEGER PRIMARY KEY reuses the largest id once it is
+    // deleted): an id in a log line, a `queue show` or a worker's lease names one message only.
+    const { id } = this.sql<[], { id: number }>(
+      `INSERT INTO counters (name, value) VALUES ('queue_id', (SELECT coalesce(max(id), 0) + 1 FROM queue_messages))
+       ON CONFLICT (name) DO UPDATE SET value = max(value + 1, excluded.value)
+       RETURNING value AS id`,
+    ).get()!;
+    const queueId = id;
+    this.sql(
+      `INSERT INTO queue_messages (id, blob_hash, size, mail_from, env_id, ret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ).run(queueId, commit.blob.hash, commit.blob.size, outbound.mailFrom, outbound.envId ?? null, outbound.ret ?? null, now);
     const insert = this.sql(
       `INSERT INTO queue_recipients (queue_id, address, orcpt, notify, next_attempt_at) VALUES (?, ?, ?, ?, ?)`,
     );

@@ -45,6 +45,7 @@ interface PendingRecord {
   queueId: number;
   owner: string;
   results: RecipientResult[];
+  keepLease: boolean;
   resolve(recorded: boolean): void;
   reject(error: unknown): void;
 }
@@ -140,14 +141,14 @@ export class QueueWrites {
     return leased;
   }
 
-  recordResults(queueId: number, owner: string, results: RecipientResult[]): Promise<boolean> {
+  recordResults(queueId: number, owner: string, results: RecipientResult[], keepLease = false): Promise<boolean> {
     try {
       checkResults(queueId, owner, results);
     } catch (e) {
       return Promise.reject(e);
     }
     return new Promise<boolean>((resolve, reject) => {
-      this.pending.push({ queueId, owner, results, resolve, reject });
+      this.pending.push({ queueId, owner, results, keepLease, resolve, reject });
       if (this.flushQueued) return;
       this.flushQueued = true;
       void this.lane.run(async () => {
@@ -212,7 +213,7 @@ export class QueueWrites {
     batch.forEach((p, i) => {
       const a = applied[i]!;
       if (a.ok) {
-        this.leasedHere.delete(p.queueId);
+        if (!p.keepLease) this.leasedHere.delete(p.queueId);
         p.resolve(a.recorded);
       } else {
         p.reject(a.error);
@@ -240,7 +241,7 @@ export class QueueWrites {
         throw new InvalidInput(`recipient ${r.recipientId} is not a recipient of queued message ${p.queueId}`);
       }
     }
-    this.sql<[number]>('UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?').run(p.queueId);
+    if (!p.keepLease) this.sql<[number]>('UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?').run(p.queueId);
     const waiting = this.sql<[number], { one: number }>(
       `SELECT 1 AS one FROM queue_recipients WHERE queue_id = ? AND ${WAITING} LIMIT 1`,
     ).get(p.queueId);

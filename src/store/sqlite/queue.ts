@@ -71,8 +71,8 @@ export class SqliteQueueStore implements QueueStore {
     return this.writes.claimDue(owner, now, limit, leaseMs);
   }
 
-  recordResults(queueId: number, owner: string, results: RecipientResult[]): Promise<boolean> {
-    return this.writes.recordResults(queueId, owner, results);
+  recordResults(queueId: number, owner: string, results: RecipientResult[], options: { keepLease?: boolean } = {}): Promise<boolean> {
+    return this.writes.recordResults(queueId, owner, results, options.keepLease ?? false);
   }
 
   /**
