@@ -289,7 +289,8 @@ async function deliver(request: DeliveryRequest, options: DeliveryOptions): Prom
       if (result.greeted) sessions++;
       for (const o of result.decided) outcomes.set(o.recipientId, o);
       pending = pending.filter((r) => !outcomes.has(r.id));
-      options.log?.info(
+      // A clean attempt is already told by the queue's per-recipient lines; a failed one is news.
+      options.log?.[result.next ? 'info' : 'debug'](
         {
           event: 'smtp.client.attempt',
           domain: request.domain,
