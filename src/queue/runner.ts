@@ -93,19 +93,23 @@ export class QueueRunner {
         const concurrency = settings.get('delivery.concurrency');
         const room = concurrency - this.active.size;
         this.kicked = false;
-        if (room > 0) {
-          const leased = await this.services.queue.claimDue(this.owner, new Date(), room, LEASE_MS);
-          for (const message of leased) this.track(this.deliver(message, settings));
-          if (leased.length === room) {
-            // Full: wait for a slot, then look again at once.
-            await this.sleep(null);
-            continue;
-          }
+        if (room <= 0) {
+          // Every slot is busy: wait for one to free up, then look again at once.
+          await this.sleep(null);
+          continue;
+        }
+        const leased = await this.services.queue.claimDue(this.owner, new Date(), room, LEASE_MS);
+        for (const message of leased) this.track(this.deliver(message, settings));
+        if (leased.length === room) {
+          await this.sleep(null);
+          continue;
         }
         if (this.kicked) continue;
         const due = await this.services.queue.nextDue();
-        const wait = due === null ? IDLE_POLL_MS : Math.max(0, Math.min(IDLE_POLL_MS, due.getTime() - Date.now()));
-        if (wait > 0 || this.active.size >= concurrency) await this.sleep(wait);
+        const wait = due === null ? IDLE_POLL_MS : Math.min(IDLE_POLL_MS, due.getTime() - Date.now());
+        // Never spin: something due now that could not be claimed (leased elsewhere) is looked at
+        // again after a short pause, or sooner when kicked.
+        await this.sleep(Math.max(wait, leased.length === 0 ? 50 : 0));
       } catch (err) {
         log.error({ event: 'queue.loop_error', err }, 'queue worker error; retrying shortly');
         await this.sleep(5000);
