@@ -24,15 +24,22 @@ export interface Ports {
   imaps: number;
 }
 
+/**
+ * A free port below the kernel's ephemeral range (32768-60999 here). A port the kernel handed
+ * out (listen on 0) can be given again to some test's outgoing connection while a server is
+ * down, and a crash test restarting on the same ports then fails with EADDRINUSE.
+ */
 async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
+  for (let attempt = 0; ; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const free = await new Promise<boolean>((res) => {
+      const s = createServer();
+      s.once('error', () => res(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
     });
-  });
+    if (free) return port;
+    if (attempt > 200) throw new Error('no free port between 20000 and 32000');
+  }
 }
 
 export interface FulmarOptions {
