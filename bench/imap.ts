@@ -53,8 +53,7 @@ import type { LocalDelivery, Store } from '../src/store/types.js';
 import { FulmarProcess } from '../test/integration/harness.js';
 import { ImapClient, type Reply } from './imap-client.js';
 import { dateOf, expectedSubjectMatches, flagsOf, messageOf, rng, SEARCH_TERMS } from './imap-corpus.js';
-import { allProcessCpu, otherLoad, processTree, summarizeProfile, treeCpu, treeMemory, type TreeMemory } from './imap-procs.js';
-import { machineBusySeconds, mb, percentile } from './proc-stats.js';
+import { allProcessCpu, machineBusySeconds, mb, otherLoad, percentile, processTree, summarizeProfile, treeCpu, treeMemory, type TreeMemory } from './proc-stats.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -34,7 +34,7 @@ import { parseArgs } from 'node:util';
 import { localPrefix } from '../src/delivery/local.js';
 import type { Store } from '../src/store/types.js';
 import { FulmarProcess } from '../test/integration/harness.js';
-import { cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, type ProfileNode } from './proc-stats.js';
+import { allProcessCpu, cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, summarizeProfile } from './proc-stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -423,72 +423,11 @@ async function runSession(port: number, s: number, uidToIndex: Map<number, numbe
 // ---------------------------------------------------------------------------------------------
 // The server's memory and CPU, from /proc (as in smtp-ingest.ts).
 
-function allProcessCpu(): Map<number, [string, number]> {
-  const out = new Map<number, [string, number]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
-      out.set(Number(name), [comm, ticks / 100]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // CPU profile summary: self time per file and per function, and total (inclusive) time of the
 // functions that take the most, from the .cpuprofile.
 
-function summarizeProfile(path: string): string {
-  const profile = JSON.parse(readFileSync(path, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const self = new Map<number, number>();
-  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
-  const label = (n: ProfileNode): { fn: string; file: string } => {
-    const f = n.callFrame;
-    const url = f.url.replace(/^file:\/\//, '').replace(`${process.cwd()}/`, '');
-    const file = url === '' ? `(${f.functionName || 'native'})` : url.includes('node_modules') ? url.replace(/.*node_modules\/([^/]+).*/, 'node_modules/$1') : url;
-    return { fn: `${f.functionName || '(anonymous)'} ${url ? `${url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}` : ''}`, file };
-  };
-  const fnTime = new Map<string, number>();
-  const fileTime = new Map<string, number>();
-  const inclusive = new Map<string, number>();
-  for (const [id, us] of self) {
-    const n = byId.get(id)!;
-    const { fn, file } = label(n);
-    fnTime.set(fn, (fnTime.get(fn) ?? 0) + us);
-    fileTime.set(file, (fileTime.get(file) ?? 0) + us);
-    // Each function on the stack once (recursion counted once).
-    const seen = new Set<string>();
-    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-      const name = label(byId.get(cur)!).fn;
-      if (seen.has(name)) continue;
-      seen.add(name);
-      inclusive.set(name, (inclusive.get(name) ?? 0) + us);
-    }
-  }
-  const top = (m: Map<string, number>, n: number, skip: RegExp | null = null): string =>
-    [...m]
-      .filter(([k]) => !skip || !skip.test(k))
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, n)
-      .map(([k, us]) => `    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${k}`)
-      .join('\n');
-  const idle = fnTime.get('(idle) ') ?? 0;
-  return (
-    `  profile: ${(total / 1e6).toFixed(2)} s sampled, ${((100 * idle) / total).toFixed(1)}% idle\n` +
-    `  self time by file/module:\n${top(fileTime, 14)}\n  self time by function:\n${top(fnTime, 30)}\n` +
-    `  total time (self + callees) by function:\n${top(inclusive, 30, /^\((root|program|idle|garbage collector)\)/)}`
-  );
-}
 
 // ---------------------------------------------------------------------------------------------
 

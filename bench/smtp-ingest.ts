@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { FulmarProcess } from '../test/integration/harness.js';
-import { cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, type ProfileNode } from './proc-stats.js';
+import { allProcessCpu, cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, summarizeProfile } from './proc-stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -223,24 +223,6 @@ interface ProcSample {
 
 /** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
 
-/** CPU seconds of every process now (pid -> [name, seconds]), to name the other load on the machine. */
-function allProcessCpu(): Map<number, [string, number]> {
-  const out = new Map<number, [string, number]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime, stime, and the waited-for children's cutime, cstime (test runners spawn short-lived children)
-      const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
-      out.set(Number(name), [comm, ticks / 100]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
 
 interface HeapSample {
   t: number;
@@ -278,40 +260,6 @@ async function heapReport(pid: number, dir: string, t0: number): Promise<HeapSam
 // ---------------------------------------------------------------------------------------------
 // CPU profile summary: self time per function and per file, from the .cpuprofile.
 
-function summarizeProfile(path: string): string {
-  const profile = JSON.parse(readFileSync(path, 'utf8')) as {
-    nodes: ProfileNode[];
-    samples: number[];
-    timeDeltas: number[];
-    startTime: number;
-    endTime: number;
-  };
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const self = new Map<number, number>();
-  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
-  const fnTime = new Map<string, number>();
-  const fileTime = new Map<string, number>();
-  for (const [id, us] of self) {
-    const f = byId.get(id)!.callFrame;
-    const url = f.url.replace(/^file:\/\//, '').replace(`${process.cwd()}/`, '');
-    const file = url === '' ? `(${f.functionName || 'native'})` : url.includes('node_modules') ? url.replace(/.*node_modules\/([^/]+).*/, 'node_modules/$1') : url;
-    const fn = `${f.functionName || '(anonymous)'} ${url ? `${url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}` : ''}`;
-    fnTime.set(fn, (fnTime.get(fn) ?? 0) + us);
-    fileTime.set(file, (fileTime.get(file) ?? 0) + us);
-  }
-  const top = (m: Map<string, number>, n: number): string =>
-    [...m]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, n)
-      .map(([k, us]) => `    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${k}`)
-      .join('\n');
-  const idle = fnTime.get('(idle) ') ?? 0;
-  return (
-    `  profile: ${(total / 1e6).toFixed(2)} s sampled, ${((100 * idle) / total).toFixed(1)}% idle\n` +
-    `  self time by file/module:\n${top(fileTime, 14)}\n  self time by function:\n${top(fnTime, 25)}`
-  );
-}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -39,8 +39,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { FulmarProcess } from '../test/integration/harness.js';
 import { TestDnsServer } from '../test/integration/dns-server.js';
-import { allProcessCpu, otherLoad, summarizeProfile } from './imap-procs.js';
-import { cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus } from './proc-stats.js';
+import { allProcessCpu, cpuSeconds, machineBusySeconds, mainThreadCpu, mb, otherLoad, parseSize, percentile, readStatus, summarizeProfile } from './proc-stats.js';
 
 const { values: args } = parseArgs({
   options: {
