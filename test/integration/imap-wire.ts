@@ -10,10 +10,11 @@
  * told apart by their first token. After COMPRESS, both directions go through raw deflate
  * (rfc4978: zlib without header, a sync flush after each of our writes).
  */
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { constants as zlib, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from 'node:zlib';
 import type { FulmarProcess } from './harness.js';
+import { connectSocket, WireSocket, type ConnectOptions } from './wire-socket.js';
 
 /** One complete response: a line, with any literals it carries. */
 export interface ImapResponse {
@@ -50,32 +51,27 @@ export function parseTagged(r: ImapResponse): { status: string; code: string | n
   return { status: m[1]!.toUpperCase(), code: m[2] ?? null, text: m[3]! };
 }
 
-export class ImapWire {
+export class ImapWire extends WireSocket {
   private joined: Buffer = Buffer.alloc(0);
   private parts: Buffer[] = [];
   private partsBytes = 0;
   /** Bytes needed before another look is worth it (a literal's end). */
   private need = 0;
-  private waiter: (() => void) | null = null;
-  private ended = false;
   private tagCounter = 0;
   private deflate: DeflateRaw | null = null;
   private inflate: InflateRaw | null = null;
   /** Every byte received (after inflation), for the "nothing else happened" checks. */
   received = 0;
-  readonly closed: Promise<void>;
-  private closedResolve!: () => void;
-  private onData = (d: Buffer): void => {
+  protected accept(d: Buffer): void {
     if (this.inflate) {
       this.inflate.write(d);
       return;
     }
     this.take(d);
-  };
+  }
 
-  private constructor(public socket: Socket | TLSSocket) {
-    this.closed = new Promise((res) => (this.closedResolve = res));
-    this.attach(socket);
+  private constructor(socket: Socket | TLSSocket) {
+    super(socket);
   }
 
   private take(d: Buffer): void {
@@ -102,37 +98,9 @@ export class ImapWire {
     this.partsBytes = 0;
   }
 
-  private attach(socket: Socket): void {
-    socket.on('data', this.onData);
-    socket.on('error', () => {});
-    socket.on('end', () => {
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.wake();
-      this.closedResolve();
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
-  }
-
   /** Opens a connection (implicit TLS with `tls`); does not read the greeting. */
-  static async open(port: number, options: { tls?: boolean } = {}): Promise<ImapWire> {
-    const host = '127.0.0.1';
-    const socket = await new Promise<Socket>((res, rej) => {
-      const s: Socket = options.tls
-        ? tlsConnect({ host, port, rejectUnauthorized: false, servername: 'localhost' }, () => res(s))
-        : netConnect({ host, port }, () => res(s));
-      s.once('error', rej);
-    });
-    socket.setNoDelay(true);
-    return new ImapWire(socket);
+  static async open(port: number, options: ConnectOptions = {}): Promise<ImapWire> {
+    return new ImapWire(await connectSocket(port, options));
   }
 
   /** Opens a connection and checks the `* OK` greeting. */
@@ -153,10 +121,6 @@ export class ImapWire {
       if (s.status !== 'OK') throw new Error(`SELECT ${select} failed: ${s.tagged.raw}`);
     }
     return w;
-  }
-
-  get isClosed(): boolean {
-    return this.ended;
   }
 
   /** Bytes received and not read yet. */
@@ -197,16 +161,7 @@ export class ImapWire {
       if (this.ended) throw new Error(`connection closed while waiting (buffered: ${JSON.stringify(this.buffer.toString('latin1').slice(0, 2000))})`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`nothing complete within ${timeoutMs} ms (buffered: ${JSON.stringify(this.buffer.toString('latin1').slice(0, 2000))})`);
-      await new Promise<void>((res) => {
-        const t = setTimeout(() => {
-          this.waiter = null;
-          res();
-        }, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          res();
-        };
-      });
+      await this.nextWake(left);
     }
   }
 
@@ -311,20 +266,6 @@ export class ImapWire {
     if (r.status !== 'OK') throw new Error(`STARTTLS refused: ${r.tagged.raw}`);
     await this.upgrade();
     return r;
-  }
-
-  /** Runs the TLS handshake on the current socket (after the OK to STARTTLS). */
-  async upgrade(): Promise<void> {
-    const plain = this.socket;
-    plain.removeListener('data', this.onData);
-    plain.removeAllListeners('end');
-    plain.removeAllListeners('close');
-    const secure = await new Promise<TLSSocket>((res, rej) => {
-      const s = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'localhost' }, () => res(s));
-      s.once('error', rej);
-    });
-    this.socket = secure;
-    this.attach(secure);
   }
 
   /**

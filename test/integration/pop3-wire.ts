@@ -4,60 +4,27 @@
  * connection dropped mid-session, a chosen source address), delivery by SMTP to set up mailboxes,
  * and a read of what the store holds, to compare with what POP3 serves.
  */
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { MessageRecord, Store } from '../../src/store/types.js';
 import type { FulmarProcess } from './harness.js';
 import { SmtpWire } from './smtp-wire.js';
+import { connectSocket, WireSocket, type ConnectOptions } from './wire-socket.js';
 
-export class Pop3Wire {
+export class Pop3Wire extends WireSocket {
   private buffer: Buffer = Buffer.alloc(0);
-  private waiter: (() => void) | null = null;
-  private ended = false;
-  readonly closed: Promise<void>;
-  private closedResolve!: () => void;
-  private onData = (d: Buffer): void => {
+  protected accept(d: Buffer): void {
     this.buffer = this.buffer.length === 0 ? d : Buffer.concat([this.buffer, d]);
     this.wake();
-  };
-
-  private constructor(public socket: Socket | TLSSocket) {
-    this.closed = new Promise((res) => (this.closedResolve = res));
-    this.attach(socket);
   }
 
-  private attach(socket: Socket): void {
-    socket.on('data', this.onData);
-    socket.on('error', () => {});
-    socket.on('end', () => {
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.wake();
-      this.closedResolve();
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
+  private constructor(socket: Socket | TLSSocket) {
+    super(socket);
   }
 
   /** Opens a connection (implicit TLS with `tls`); does not read the greeting. */
-  static async open(port: number, options: { tls?: boolean; localAddress?: string } = {}): Promise<Pop3Wire> {
-    const host = '127.0.0.1';
-    const socket = await new Promise<Socket>((res, rej) => {
-      const local = options.localAddress ? { localAddress: options.localAddress } : {};
-      const s: Socket = options.tls
-        ? tlsConnect({ host, port, rejectUnauthorized: false, servername: 'localhost', ...local }, () => res(s))
-        : netConnect({ host, port, ...local }, () => res(s));
-      s.once('error', rej);
-    });
-    socket.setNoDelay(true);
-    return new Pop3Wire(socket);
+  static async open(port: number, options: ConnectOptions = {}): Promise<Pop3Wire> {
+    return new Pop3Wire(await connectSocket(port, options));
   }
 
   /** Opens a connection and checks the +OK greeting. */
@@ -74,10 +41,6 @@ export class Pop3Wire {
     const r = await w.cmd(`AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}`);
     if (!r.startsWith('+OK')) throw new Error(`login as ${user} failed: ${r}`);
     return w;
-  }
-
-  get isClosed(): boolean {
-    return this.ended;
   }
 
   /** Bytes received and not read yet. */
@@ -97,16 +60,7 @@ export class Pop3Wire {
       if (this.ended) throw new Error(`connection closed while waiting (buffered: ${JSON.stringify(this.buffer.toString('latin1'))})`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`nothing within ${timeoutMs} ms (buffered: ${JSON.stringify(this.buffer.toString('latin1'))})`);
-      await new Promise<void>((res) => {
-        const t = setTimeout(() => {
-          this.waiter = null;
-          res();
-        }, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          res();
-        };
-      });
+      await this.nextWake(left);
     }
   }
 
@@ -153,20 +107,6 @@ export class Pop3Wire {
   async cmdMulti(line: string): Promise<{ status: string; lines: string[] }> {
     const status = await this.cmd(line);
     return { status, lines: status.startsWith('+OK') ? await this.multiline() : [] };
-  }
-
-  /** Runs the TLS handshake on the current socket (after +OK to STLS). */
-  async upgrade(): Promise<void> {
-    const plain = this.socket;
-    plain.removeListener('data', this.onData);
-    plain.removeAllListeners('end');
-    plain.removeAllListeners('close');
-    const secure = await new Promise<TLSSocket>((res, rej) => {
-      const s = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'localhost' }, () => res(s));
-      s.once('error', rej);
-    });
-    this.socket = secure;
-    this.attach(secure);
   }
 
   async waitClosed(timeoutMs = 10_000): Promise<void> {

@@ -7,14 +7,15 @@
  * parallel (each CLI call costs a Node start-up).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { openServices, type Services } from '../../src/app/services.js';
 import { loadBootstrapConfig } from '../../src/config/bootstrap.js';
 import { isSettingKey, parseSettingValue } from '../../src/config/settings-registry.js';
 import { parseSize } from '../../src/util/size.js';
 import { FULMAR, FulmarProcess } from './harness.js';
+import { connectSocket, WireSocket, type ConnectOptions } from './wire-socket.js';
 
 export interface SmtpReply {
   code: number;
@@ -28,53 +29,20 @@ export interface SmtpReply {
 
 const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3}) /;
 
-export class SmtpWire {
+export class SmtpWire extends WireSocket {
   private buffer = Buffer.alloc(0);
-  private waiter: (() => void) | null = null;
-  private ended = false;
-  readonly closed: Promise<void>;
-  private closedResolve!: () => void;
-  private onData = (d: Buffer): void => {
+  protected accept(d: Buffer): void {
     this.buffer = Buffer.concat([this.buffer, d]);
     this.wake();
-  };
-
-  private constructor(public socket: Socket | TLSSocket) {
-    this.closed = new Promise((res) => (this.closedResolve = res));
-    this.attach(socket);
   }
 
-  private attach(socket: Socket): void {
-    socket.on('data', this.onData);
-    socket.on('error', () => {});
-    socket.on('end', () => {
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.wake();
-      this.closedResolve();
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
+  private constructor(socket: Socket | TLSSocket) {
+    super(socket);
   }
 
   /** Opens a connection; `tls` for implicit TLS (port 465). Does not read the greeting. */
-  static async open(port: number, options: { tls?: boolean; host?: string } = {}): Promise<SmtpWire> {
-    const host = options.host ?? '127.0.0.1';
-    const socket = await new Promise<Socket>((res, rej) => {
-      const s: Socket = options.tls
-        ? tlsConnect({ host, port, rejectUnauthorized: false, servername: 'localhost' }, () => res(s))
-        : netConnect({ host, port }, () => res(s));
-      s.once('error', rej);
-    });
-    socket.setNoDelay(true);
-    return new SmtpWire(socket);
+  static async open(port: number, options: ConnectOptions = {}): Promise<SmtpWire> {
+    return new SmtpWire(await connectSocket(port, options));
   }
 
   /** Opens a connection and checks the 220 greeting. */
@@ -83,10 +51,6 @@ export class SmtpWire {
     const greeting = await w.read();
     if (greeting.code !== 220) throw new Error(`expected 220 greeting, got ${greeting.raw}`);
     return w;
-  }
-
-  get isClosed(): boolean {
-    return this.ended;
   }
 
   get pending(): number {
@@ -110,16 +74,7 @@ export class SmtpWire {
       if (this.ended) throw new Error(`connection closed while waiting for a reply (buffered: ${JSON.stringify(this.buffer.toString('latin1'))})`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no reply within ${timeoutMs} ms (buffered: ${JSON.stringify(this.buffer.toString('latin1'))})`);
-      await new Promise<void>((res) => {
-        const t = setTimeout(() => {
-          this.waiter = null;
-          res();
-        }, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          res();
-        };
-      });
+      await this.nextWake(left);
     }
   }
 
@@ -175,20 +130,6 @@ export class SmtpWire {
     if (r.code !== 220) throw new Error(`STARTTLS refused: ${r.raw}`);
     await this.upgrade();
     return r;
-  }
-
-  /** Runs the TLS handshake on the current socket (after a 220 to STARTTLS). */
-  async upgrade(): Promise<void> {
-    const plain = this.socket;
-    plain.removeListener('data', this.onData);
-    plain.removeAllListeners('end');
-    plain.removeAllListeners('close');
-    const secure = await new Promise<TLSSocket>((res, rej) => {
-      const s = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'localhost' }, () => res(s));
-      s.once('error', rej);
-    });
-    this.socket = secure;
-    this.attach(secure);
   }
 
   /** AUTH PLAIN with an initial response. */
