@@ -17,6 +17,7 @@ import type { Resolver } from 'node:dns/promises';
 import { Readable } from 'node:stream';
 import type { Directory } from '../directory/directory.js';
 import type { Logger } from '../log/logger.js';
+import { parseHeaderBlock } from '../message/header.js';
 import { createResolver } from '../net/dns.js';
 import { MessageTransaction } from '../pipeline/ingest.js';
 import type { RuntimeSettings, SettingsSnapshot } from '../store/runtime-settings.js';
@@ -232,7 +233,8 @@ export class QueueRunner {
       if (!inHeader && eightBitBody && eightBitHeader) break;
     }
     let prefix = Buffer.alloc(0);
-    const signing = await signingKeyFor(fromAddress(Buffer.concat(head)) ?? message.mailFrom, this.services.directory, message.mailFrom).catch(() => null);
+    const from = parseHeaderBlock(Buffer.concat(head)).fields.find((f) => f.name.toLowerCase() === 'from')?.value ?? '';
+    const signing = await signingKeyFor(from, this.services.directory, message.mailFrom).catch(() => null);
     if (signing) {
       try {
         const signature = await dkimSignatureFor(this.services.blobs.open(message.blobHash) as Readable, signing);
@@ -405,15 +407,6 @@ function smarthostFor(domain: string, settings: SettingsSnapshot): Smarthost | n
   const port = m?.[2] ? Number(m[2]) : tls === 'implicit' ? 465 : 587;
   const user = settings.get('delivery.smarthost_user');
   return { host, port, tls, username: user === '' ? null : user, password: user === '' ? null : settings.get('delivery.smarthost_password') };
-}
-
-/** The address in the From header (for DKIM key choice), or null. */
-function fromAddress(head: Buffer): string | null {
-  const text = head.toString('utf8');
-  const m = /^from:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*/im.exec(text);
-  if (!m) return null;
-  const addr = /<([^<>\s]+@[^<>\s]+)>/.exec(m[0]) ?? /([^\s<>:,;"]+@[^\s<>,;"]+)/.exec(m[0].slice(5));
-  return addr ? addr[1]! : null;
 }
 
 async function readAll(stream: Readable, limit: number): Promise<Buffer> {
