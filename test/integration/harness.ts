@@ -4,7 +4,7 @@
  * store to check what was delivered.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,14 +24,42 @@ export interface Ports {
   imaps: number;
 }
 
+/** Claims of ports by the test processes running now: one file per port (see freePort). */
+const PORT_CLAIMS = join(tmpdir(), 'fulmar-test-ports');
+const claimedHere: string[] = [];
+process.once('exit', () => {
+  for (const file of claimedHere) rmSync(file, { force: true });
+});
+
+/** True when this process now holds the claim file of `port` (stale claims of dead runs are taken over). */
+function claimPort(port: number): boolean {
+  const file = join(PORT_CLAIMS, String(port));
+  try {
+    writeFileSync(file, String(process.pid), { flag: 'wx' });
+  } catch {
+    try {
+      // A claim older than an hour is a leftover of a killed test run.
+      if (Date.now() - statSync(file).mtimeMs < 3_600_000) return false;
+      writeFileSync(file, String(process.pid));
+    } catch {
+      return false;
+    }
+  }
+  claimedHere.push(file);
+  return true;
+}
+
 /**
- * A free port below the kernel's ephemeral range (32768-60999 here). A port the kernel handed
- * out (listen on 0) can be given again to some test's outgoing connection while a server is
- * down, and a crash test restarting on the same ports then fails with EADDRINUSE.
+ * A free port for a test server, held for this test process's whole life: below the kernel's
+ * ephemeral range (so no outgoing connection takes it while a crash test's server is down), and
+ * claimed by a file, so two test files running at once never pick the same port, even while one
+ * of them has its server stopped.
  */
 async function freePort(): Promise<number> {
+  mkdirSync(PORT_CLAIMS, { recursive: true });
   for (let attempt = 0; ; attempt++) {
     const port = 20000 + Math.floor(Math.random() * 12000);
+    if (!claimPort(port)) continue;
     const free = await new Promise<boolean>((res) => {
       const s = createServer();
       s.once('error', () => res(false));
