@@ -1,6 +1,7 @@
 /** Entry point of the `fulmar` command. */
 import { Command } from 'commander';
 import { registerAliasCommands } from './cli/alias.js';
+import { registerCollectCommands } from './cli/collect.js';
 import { registerDomainCommands } from './cli/domain.js';
 import { registerQueueCommands } from './cli/queue.js';
 import { registerSettingsCommands } from './cli/settings.js';
@@ -20,6 +21,7 @@ registerDomainCommands(program);
 registerUserCommands(program);
 registerAliasCommands(program);
 registerQueueCommands(program);
+registerCollectCommands(program);
 registerSettingsCommands(program);
 
 program.addHelpText(
@@ -32,6 +34,8 @@ Examples:
   fulmar alias add sales@example.com joe@example.com ann@example.org
   fulmar settings set smtp.max_message_size 20MB
   fulmar queue list                        mail waiting for other servers, with the last error
+  fulmar collect domainpop add isp --domain example.com --host pop.isp.net --user catchall --password pw --envelope-header X-Rcpt-To
+  fulmar collect run                       collect from every DomainPOP/MultiPOP source now
 
 Every command takes --data DIR (default ./data) and --config FILE (default ./fulmar.toml).`,
 );

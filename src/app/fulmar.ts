@@ -8,6 +8,7 @@ import { dropSizeTooSmall } from '../filters/size.js';
 import type { Logger } from '../log/logger.js';
 import type { Listener } from '../net/listener.js';
 import { ensureTlsFiles, loadTlsMaterial } from '../net/tls.js';
+import { CollectSchedule, collectClock } from '../collect/schedule.js';
 import { ImapServer } from '../imap/server.js';
 import { LoginFailures } from '../net/limits.js';
 import { MaildropLocks } from '../pop3/locks.js';
@@ -21,6 +22,7 @@ export class Fulmar {
   private pop3: Pop3Server | null = null;
   private imap: ImapServer | null = null;
   private queue: QueueRunner | null = null;
+  private collect: CollectSchedule | null = null;
   /** Failed logins per IP address, shared by every protocol. */
   private readonly loginFailures = new LoginFailures();
   private services: Services | null = null;
@@ -113,6 +115,17 @@ export class Fulmar {
     listeners.push(...(await this.imap.start()));
     for (const l of listeners) log.info({ event: 'app.listening', service: l.name, port: l.port, addresses: l.addresses }, `${l.name} listening on port ${l.port}`);
     queue.start();
+    this.collect = new CollectSchedule({
+      store: services.store,
+      directory: services.directory,
+      settings: services.settings,
+      hostname: config.hostname,
+      log,
+      owner: `${osHostname()}:${config.dataDir}`,
+      now: collectClock(),
+      onQueued: () => queue.kick(),
+    });
+    this.collect.start();
     log.info({ event: 'app.started', pid: process.pid }, 'Fulmar is running');
     // Crash leftovers: message files placed but never committed. An hour old at least, so no
     // delivery of another process can still be on its way to committing them.
@@ -128,7 +141,7 @@ export class Fulmar {
     if (this.stopped) return;
     this.stopped = true;
     this.log.info({ event: 'app.stopping' }, 'stopping');
-    await Promise.all([this.smtp?.stop(), this.pop3?.stop(), this.imap?.stop(), this.queue?.stop()]);
+    await Promise.all([this.smtp?.stop(), this.pop3?.stop(), this.imap?.stop(), this.queue?.stop(), this.collect?.stop()]);
     if (this.services) await this.services.store.close();
     this.log.info({ event: 'app.stopped' }, 'stopped');
   }

@@ -160,6 +160,22 @@ export const SETTINGS = {
     default: true,
     description: 'Refuse (550 5.7.1) mail that fails DMARC with p=reject; off = deliver it to Junk.',
   },
+  'collect.interval': {
+    kind: 'int',
+    default: 0,
+    min: 0,
+    description: 'Minutes between DomainPOP and MultiPOP collections (0 = only on demand, `fulmar collect run`).',
+  },
+  'collect.multipop.enabled': {
+    kind: 'bool',
+    default: false,
+    description: 'Collect the MultiPOP mailboxes of accounts (each entry can also be switched off on its own).',
+  },
+  'collect.postmaster': {
+    kind: 'string',
+    default: '',
+    description: 'Where collected mail without a local recipient and collector warnings go; empty = postmaster@ the source\'s domain.',
+  },
   'auth.failure_delay': {
     kind: 'duration',
     default: 1000,

@@ -10,7 +10,7 @@ import { effectiveLimit, exceedsLimit } from '../filters/size.js';
 import { resolveRecipient } from '../directory/resolve.js';
 import type { Directory } from '../directory/directory.js';
 import type { SettingsSnapshot } from '../store/runtime-settings.js';
-import type { Account, BlobStore, DeliveryOutcome, LocalDelivery, MailStore, OutboundRecipient } from '../store/types.js';
+import type { Account, BlobStore, CollectedMark, DeliveryOutcome, LocalDelivery, MailStore, OutboundRecipient } from '../store/types.js';
 import { localPrefix } from '../delivery/local.js';
 import { checkSpooledMessage, type AuthVerdict, type InboundClient } from '../filters/auth-results.js';
 import { SpoolWriter, type SpoolResult } from './spool.js';
@@ -47,6 +47,21 @@ export type RecipientVerdict = { ok: true } | { ok: false; reason: RecipientRefu
 export interface RecipientParams {
   orcpt?: string | null;
   notify?: string | null;
+  /** Header lines (CRLF-ended) added to this recipient's local copies (a collector's notes). */
+  headers?: string;
+}
+
+/** What a collector adds to a commit (collect/): see MessageTransaction.commit. */
+export interface CommitExtras {
+  /**
+   * Trace header lines (a collector's Received) each local copy carries after its own envelope
+   * lines, and sent before the blob to remote recipients; the blob stays as it came.
+   */
+  trace?: Buffer;
+  /** The remote message this commit collects (its UIDL is recorded in the same transaction). */
+  collected?: CollectedMark;
+  /** Copies of exactly the blob's bytes, without any header of ours (a collector's archive). */
+  rawCopies?: Array<{ accountId: number; mailbox: string }>;
 }
 
 interface AcceptedRecipient {
@@ -66,6 +81,8 @@ export type CommitResult =
 export class MessageTransaction {
   private readonly recipients: AcceptedRecipient[] = [];
   private spool: SpoolWriter | null = null;
+  /** A body spooled before the transaction knew its envelope (collect/: see attachSpooled). */
+  private spooled: SpoolResult | null = null;
 
   constructor(
     private readonly services: IngestServices,
@@ -131,13 +148,28 @@ export class MessageTransaction {
   }
 
   /**
+   * Takes a body spooled before the envelope was known: a collector must read the message to
+   * learn its sender and recipients. Used instead of beginBody.
+   */
+  attachSpooled(result: SpoolResult): void {
+    if (this.spool || this.spooled) throw new Error('body already started');
+    this.spooled = result;
+  }
+
+  /**
    * Ends the body and, when it is within limits, commits it to every recipient. Resolves only
    * once the message is durable: the caller may then promise delivery.
    */
-  async commit(): Promise<CommitResult> {
-    if (!this.spool) throw new Error('commit before body');
-    const spooled: SpoolResult = await this.spool.finish();
-    this.spool = null;
+  async commit(extras: CommitExtras = {}): Promise<CommitResult> {
+    let spooled: SpoolResult;
+    if (this.spooled) {
+      spooled = this.spooled;
+      this.spooled = null;
+    } else {
+      if (!this.spool) throw new Error('commit before body');
+      spooled = await this.spool.finish();
+      this.spool = null;
+    }
     const limit = this.sizeLimit();
     if (!spooled.ok) return { ok: false, reason: spooled.reason, size: spooled.size, limit };
     if (exceedsLimit(spooled.size, limit)) {
@@ -158,10 +190,11 @@ export class MessageTransaction {
       for (const account of r.accounts) {
         if (seenAccounts.has(account.id)) continue;
         seenAccounts.add(account.id);
+        const envelope = localPrefix({ returnPath: this.mailFrom, deliveredTo: account.address, rcptTo: r.address });
         local.push({
           accountId: account.id,
           mailbox: auth?.action === 'junk' ? 'Junk' : 'INBOX',
-          prefix: withAuthHeader(localPrefix({ returnPath: this.mailFrom, deliveredTo: account.address, rcptTo: r.address }), auth),
+          prefix: withAuthHeader(joinPrefix(envelope, r.params.headers, extras.trace), auth),
           flags: [],
         });
       }
@@ -174,6 +207,7 @@ export class MessageTransaction {
         }
       }
     }
+    for (const copy of extras.rawCopies ?? []) local.push({ accountId: copy.accountId, mailbox: copy.mailbox, prefix: Buffer.alloc(0), flags: [] });
     const outcome = await this.services.mail.commitDelivery({
       blob: spooled.blob,
       meta: spooled.meta,
@@ -182,7 +216,8 @@ export class MessageTransaction {
       outbound:
         remote.size === 0
           ? null
-          : { mailFrom: this.mailFrom, recipients: [...remote.values()], envId: this.dsn.envId, ret: this.dsn.ret },
+          : { mailFrom: this.mailFrom, recipients: [...remote.values()], envId: this.dsn.envId, ret: this.dsn.ret, prefix: extras.trace ?? null },
+      collected: extras.collected ?? null,
     });
     if (outcome.queueId !== null) this.services.onQueued?.();
     return { ok: true, outcome, size: spooled.size, auth };
@@ -190,9 +225,17 @@ export class MessageTransaction {
 
   async abort(): Promise<void> {
     const spool = this.spool;
+    const spooled = this.spooled;
     this.spool = null;
+    this.spooled = null;
     if (spool) await spool.abort();
+    if (spooled?.ok) await this.services.blobs.discard(spooled.blob);
   }
+}
+
+function joinPrefix(envelope: Buffer, headers: string | undefined, trace: Buffer | undefined): Buffer {
+  if (!headers && !trace) return envelope;
+  return Buffer.concat([envelope, Buffer.from(headers ?? '', 'utf8'), trace ?? Buffer.alloc(0)]);
 }
 
 /** The per-delivery prefix with the Authentication-Results header after Return-Path & co. */

@@ -207,6 +207,11 @@ export class QueueRunner {
     return resolver;
   }
 
+  /** The message as queued: its prefix (a collected message's Received line), then the blob. */
+  private openStored(message: LeasedMessage): Readable {
+    return withPrefix(message.prefix, this.services.blobs.open(message.blobHash) as Readable);
+  }
+
   /** What every attempt of this message needs: 8-bit facts, and a DKIM signature when we sign. */
   private async prepare(message: LeasedMessage): Promise<{ prefix: Buffer; eightBitBody: boolean; eightBitHeader: boolean }> {
     let inHeader = true;
@@ -215,7 +220,7 @@ export class QueueRunner {
     let tail = '';
     const head: Buffer[] = [];
     let headBytes = 0;
-    for await (const chunk of this.services.blobs.open(message.blobHash) as AsyncIterable<Buffer>) {
+    for await (const chunk of this.openStored(message) as AsyncIterable<Buffer>) {
       if (inHeader) {
         const text = tail + chunk.toString('latin1');
         const end = text.indexOf('\r\n\r\n');
@@ -237,7 +242,7 @@ export class QueueRunner {
     const signing = await signingKeyFor(from, this.services.directory, message.mailFrom).catch(() => null);
     if (signing) {
       try {
-        const signature = await dkimSignatureFor(this.services.blobs.open(message.blobHash) as Readable, signing);
+        const signature = await dkimSignatureFor(this.openStored(message), signing);
         prefix = Buffer.from(signature, 'utf8');
       } catch (err) {
         this.services.log.warn({ event: 'queue.dkim_failed', queueId: message.id, domain: signing.domain, err }, 'could not DKIM-sign; sending unsigned');
@@ -254,7 +259,7 @@ export class QueueRunner {
     settings: SettingsSnapshot,
     resolver: Resolver,
   ): Promise<RecipientOutcome[]> {
-    const { blobs, log, hostname } = this.services;
+    const { log, hostname } = this.services;
     const nonAscii = (s: string): boolean => /[^\x00-\x7f]/.test(s);
     const request: DeliveryRequest = {
       domain,
@@ -262,8 +267,8 @@ export class QueueRunner {
       recipients: recipients.map((r) => ({ id: r.id, address: r.address, orcpt: r.orcpt, notify: r.notify })),
       envId: message.envId,
       ret: message.ret,
-      size: prepared.prefix.length + message.size,
-      open: () => withPrefix(prepared.prefix, blobs.open(message.blobHash) as Readable),
+      size: prepared.prefix.length + message.prefix.length + message.size,
+      open: () => withPrefix(prepared.prefix, this.openStored(message)),
       needs8BitMime: prepared.eightBitBody || prepared.eightBitHeader,
       needsSmtpUtf8: prepared.eightBitHeader || nonAscii(message.mailFrom) || recipients.some((r) => nonAscii(r.address)),
     };
@@ -352,7 +357,7 @@ export class QueueRunner {
       if (recipients.every((r) => r.action !== 'failed')) return;
       to = `postmaster@${await this.postmasterDomain()}`;
     }
-    const whole = await readAll(this.services.blobs.open(message.blobHash) as Readable, RETURN_FULL_LIMIT + 1);
+    const whole = await readAll(this.openStored(message), RETURN_FULL_LIMIT + 1);
     const headersOnlyNow = headersOnly || message.ret === 'HDRS' || whole.length > RETURN_FULL_LIMIT;
     const dsn = buildDsn({
       reportingMta: hostname,

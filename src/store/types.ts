@@ -213,6 +213,8 @@ export interface OutboundEnvelope {
   /** RFC 3461 DSN parameters, recorded for the queue. */
   envId?: string | null;
   ret?: 'FULL' | 'HDRS' | null;
+  /** Header lines sent before the blob (see OutboundPrefix). */
+  prefix?: Buffer | null;
 }
 
 export interface OutboundRecipient {
@@ -224,6 +226,12 @@ export interface OutboundRecipient {
 
 export interface DeliveryCommit {
   blob: StagedBlob;
+  /**
+   * A message collected from a remote POP3 mailbox: its UIDL is recorded as collected (and its
+   * dedupe keys as seen) in the same transaction as the deliveries. The commit fails with
+   * AlreadyExists, delivering nothing, when the UIDL was collected already.
+   */
+  collected?: CollectedMark | null;
   /** Parsed-once facts about the blob; stored with it when given (kept if already there). */
   meta?: BlobMeta | null;
   internalDate: Date;
@@ -240,6 +248,9 @@ export interface DeliveryOutcome {
 export interface QueuedMessage {
   id: number;
   blobHash: string;
+  /** Header lines sent before the blob's bytes (empty for mail that came by SMTP). */
+  prefix: Buffer;
+  /** Bytes of the blob (the prefix not counted). */
   size: number;
   mailFrom: string;
   createdAt: Date;
@@ -462,6 +473,70 @@ export interface QueueStore {
   markDelayWarned(recipientIds: number[]): Promise<void>;
 }
 
+/** Which collector a remote POP3 mailbox belongs to. */
+export type CollectKind = 'domainpop' | 'multipop';
+
+export interface CollectSource {
+  id: number;
+  kind: CollectKind;
+  /** DomainPOP: the name the admin gave; MultiPOP: `<account address>/<host>`. */
+  name: string;
+  /** MultiPOP: the account the mail goes to. */
+  accountId: number | null;
+  /** The source's settings (collect/source-config.ts), JSON; it holds the password. */
+  config: string;
+  enabled: boolean;
+  createdAt: Date;
+  lastRunAt: Date | null;
+  lastOkAt: Date | null;
+  lastError: string | null;
+  lastCollected: number;
+  totalCollected: number;
+}
+
+/** A remote message the collector has dealt with, by UIDL. */
+export interface SeenRemoteMessage {
+  uidl: string;
+  firstSeen: Date;
+  /** collected: delivered here; large: not downloaded (over the size limit), postmaster warned. */
+  state: 'collected' | 'large';
+}
+
+export interface CollectedMark {
+  sourceId: number;
+  uidl: string;
+  state: 'collected' | 'large';
+  at: Date;
+  /** (dedupe key, recipient) pairs this message delivered; see CollectStore.seenDedupe. */
+  dedupe: Array<{ key: string; recipient: string }>;
+}
+
+/** The collectors' persistent state: sources, UIDLs dealt with, dedupe keys, run status. */
+export interface CollectStore {
+  /** AlreadyExists when a source of that kind and name exists. */
+  addSource(kind: CollectKind, name: string, accountId: number | null, config: string): Promise<CollectSource>;
+  updateSource(id: number, config: string, enabled: boolean): Promise<void>;
+  removeSource(id: number): Promise<void>;
+  getSource(id: number): Promise<CollectSource | null>;
+  listSources(kind?: CollectKind): Promise<CollectSource[]>;
+  /**
+   * Takes the source for one run until `now + leaseMs`, so two collectors (the schedule and a
+   * `collect run`, or two nodes) never work one remote mailbox at once. False when taken.
+   */
+  claimRun(sourceId: number, owner: string, now: Date, leaseMs: number): Promise<boolean>;
+  /** Ends a run: records its outcome and frees the claim. */
+  finishRun(sourceId: number, owner: string, outcome: { at: Date; error: string | null; collected: number }): Promise<void>;
+  listSeen(sourceId: number): Promise<SeenRemoteMessage[]>;
+  /** Records a mark without a delivery (a duplicate, a large-message warning); false if present. */
+  markSeen(mark: CollectedMark): Promise<boolean>;
+  /** Forgets UIDLs the remote mailbox no longer holds. */
+  forgetSeen(sourceId: number, uidls: string[]): Promise<void>;
+  /** Of the given (key, recipient) pairs, those delivered before: `${key}\n${recipient}`. */
+  seenDedupe(sourceId: number, pairs: Array<{ key: string; recipient: string }>): Promise<Set<string>>;
+  /** Drops dedupe keys older than `before` whose message is no longer on the server. */
+  pruneDedupe(sourceId: number, before: Date): Promise<number>;
+}
+
 export interface SettingsStore {
   get(key: string): Promise<string | null>;
   set(key: string, value: string): Promise<void>;
@@ -527,6 +602,7 @@ export interface Store {
   readonly mail: MailStore;
   readonly queue: QueueStore;
   readonly settings: SettingsStore;
+  readonly collect: CollectStore;
   readonly blobs: BlobStore;
   readonly events: EventBus;
   /**

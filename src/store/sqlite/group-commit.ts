@@ -20,6 +20,7 @@
  */
 import type Database from 'better-sqlite3';
 import { InvalidInput, isFulmarError, NotFound, TemporaryFailure } from '../../util/errors.js';
+import { markCollected } from './collect.js';
 import { canonicalFlags } from '../flags.js';
 import type { BlobStore, DeliveryCommit, DeliveryOutcome, EventBus, MailEvent, OutboundEnvelope } from '../types.js';
 import { BlobRefs, removeBlobFiles } from './blob-refs.js';
@@ -229,6 +230,7 @@ export class GroupCommit {
       delivered.push({ accountId: local.accountId, mailboxId: mailbox.id, uid });
       events.push({ type: 'exists', accountId: local.accountId, mailboxId: mailbox.id, uid, modSeq: modseq });
     }
+    if (commit.collected) markCollected(this.sql, commit.collected);
     const outbound = commit.outbound && commit.outbound.recipients.length > 0 ? commit.outbound : null;
     const queueId = outbound ? this.enqueue(commit, outbound) : null;
     this.refs.add(blob.hash, blob.size, delivered.length + (outbound ? 1 : 0), blob.inline);
@@ -263,8 +265,8 @@ export class GroupCommit {
     ).get()!;
     const queueId = id;
     this.sql(
-      `INSERT INTO queue_messages (id, blob_hash, size, mail_from, env_id, ret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ).run(queueId, commit.blob.hash, commit.blob.size, outbound.mailFrom, outbound.envId ?? null, outbound.ret ?? null, now);
+      `INSERT INTO queue_messages (id, blob_hash, size, mail_from, env_id, ret, created_at, prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(queueId, commit.blob.hash, commit.blob.size, outbound.mailFrom, outbound.envId ?? null, outbound.ret ?? null, now, outbound.prefix && outbound.prefix.length > 0 ? outbound.prefix : null);
     const insert = this.sql(
       `INSERT INTO queue_recipients (queue_id, address, orcpt, notify, next_attempt_at) VALUES (?, ?, ?, ?, ?)`,
     );

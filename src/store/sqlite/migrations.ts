@@ -201,6 +201,48 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (mailbox_id, uid)
   ) WITHOUT ROWID;
   `,
+  // 7: POP3 collectors (DomainPOP, MultiPOP). collect_seen is the set of remote UIDLs dealt
+  // with, written in the delivery's own transaction (exactly once); collect_dedupe the
+  // (Message-ID, recipient) pairs delivered, kept while their message is on the server.
+  // queue_messages.prefix: header lines sent before the blob (a collected message's Received).
+  `
+  CREATE TABLE collect_sources (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT NOT NULL CHECK (kind IN ('domainpop', 'multipop')),
+    name            TEXT NOT NULL,
+    account_id      INTEGER REFERENCES accounts(id) ON DELETE CASCADE,
+    config          TEXT NOT NULL,
+    enabled         INTEGER NOT NULL DEFAULT 1,
+    created_at      INTEGER NOT NULL,
+    run_owner       TEXT,
+    run_until       INTEGER,
+    last_run_at     INTEGER,
+    last_ok_at      INTEGER,
+    last_error      TEXT,
+    last_collected  INTEGER NOT NULL DEFAULT 0,
+    total_collected INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (kind, name)
+  );
+
+  CREATE TABLE collect_seen (
+    source_id  INTEGER NOT NULL REFERENCES collect_sources(id) ON DELETE CASCADE,
+    uidl       TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('collected', 'large')),
+    PRIMARY KEY (source_id, uidl)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE collect_dedupe (
+    source_id INTEGER NOT NULL REFERENCES collect_sources(id) ON DELETE CASCADE,
+    key       TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    uidl      TEXT NOT NULL,
+    seen_at   INTEGER NOT NULL,
+    PRIMARY KEY (source_id, key, recipient)
+  ) WITHOUT ROWID;
+
+  ALTER TABLE queue_messages ADD COLUMN prefix BLOB;
+  `,
 ];
 
 /** Brings the database to the latest schema; returns the resulting version. */

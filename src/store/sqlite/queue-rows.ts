@@ -13,6 +13,7 @@ export interface QueueMessageRow {
   ret: 'FULL' | 'HDRS' | null;
   created_at: number;
   held: number;
+  prefix: Buffer | null;
 }
 
 export interface QueueRecipientRow {
@@ -29,7 +30,7 @@ export interface QueueRecipientRow {
   delay_warned: number;
 }
 
-export const QUEUE_MESSAGE_COLUMNS = 'id, blob_hash, size, mail_from, env_id, ret, created_at, held';
+export const QUEUE_MESSAGE_COLUMNS = 'id, blob_hash, size, mail_from, env_id, ret, created_at, held, prefix';
 export const QUEUE_RECIPIENT_COLUMNS =
   'id, queue_id, address, orcpt, notify, status, attempts, next_attempt_at, last_error, remote_mta, delay_warned';
 
@@ -40,6 +41,7 @@ export function toQueued(m: QueueMessageRow, recipients: QueueRecipientRow[]): Q
   return {
     id: m.id,
     blobHash: m.blob_hash,
+    prefix: m.prefix ?? Buffer.alloc(0),
     size: m.size,
     mailFrom: m.mail_from,
     createdAt: new Date(m.created_at),

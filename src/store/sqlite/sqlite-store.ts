@@ -17,6 +17,7 @@ import { FileBlobStore } from '../blobs/file-blob-store.js';
 import { MemoryEventBus } from '../memory-events.js';
 import type { MetaIndexer, Store } from '../types.js';
 import { INLINE_LIMIT, SqliteBlobStore } from './blob-store.js';
+import { SqliteCollectStore } from './collect.js';
 import { SqliteDirectory } from './directory.js';
 import { GroupCommit, type GroupCommitStats } from './group-commit.js';
 import { SqliteMailStore } from './mail.js';
@@ -73,6 +74,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     mail: new SqliteMailStore(db, blobs, groupCommit, lane, events),
     queue,
     settings: new SqliteSettings(db),
+    collect: new SqliteCollectStore(db),
     blobs,
     events,
     databasePath,

@@ -1,0 +1,475 @@
+/**
+ * One collection run of one remote POP3 mailbox (a DomainPOP or MultiPOP source): log in, list,
+ * download what is new, deliver it through the pipeline, delete what may go, QUIT.
+ *
+ * Invariants (never lose, never double)
+ * - A message is DELEted only after its delivery is durable, or after it was recorded as dealt
+ *   with (a duplicate, a large message). DELE takes effect only at QUIT (rfc1939 6).
+ * - The UIDL is recorded in the delivery's own transaction (DeliveryCommit.collected); a UIDL
+ *   recorded before is never delivered again, only deleted (when the settings allow). So a crash
+ *   or a dropped connection at any point leads, at the next run, to neither loss nor a double.
+ * - A message that cannot be routed or delivered stays on the server and is retried next run.
+ * - One run per source at a time, across processes (CollectStore.claimRun).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Directory } from '../directory/directory.js';
+import type { Logger } from '../log/logger.js';
+import { formatDate, parseHeaderBlock, type HeaderField } from '../message/header.js';
+import { MessageTransaction } from '../pipeline/ingest.js';
+import { SpoolWriter } from '../pipeline/spool.js';
+import type { RuntimeSettings, SettingsSnapshot } from '../store/runtime-settings.js';
+import type { CollectSource, SeenRemoteMessage, Store } from '../store/types.js';
+import { AlreadyExists } from '../util/errors.js';
+import { routeDomainPop } from './domainpop/route.js';
+import { headerKey, senderOf } from './message-facts.js';
+import { Pop3Client, type Pop3Listing } from './pop3-client.js';
+import { parseDomainPopConfig, parseRemoteMailboxConfig, type DomainPopConfig, type RemoteMailboxConfig } from './source-config.js';
+
+export interface RoutedCopy {
+  address: string;
+  /** The header (or rule) that produced it, for the log and the report. */
+  source: string;
+  /** Header lines added to this copy (notes to the postmaster). */
+  headers?: string;
+  /** A foreign address the source relays to. */
+  relay?: boolean;
+}
+
+export interface Routing {
+  mailFrom: string;
+  copies: RoutedCopy[];
+  /** The dedupe key (Message-ID or Date), null for none. */
+  dedupeKey: string | null;
+  notes: string[];
+}
+
+export interface CollectorServices {
+  store: Store;
+  directory: Directory;
+  settings: RuntimeSettings;
+  hostname: string;
+  log: Logger;
+  /** Names this process in run claims (host:data folder). */
+  owner: string;
+  /** The clock (tests move it to age messages on the server). */
+  now: () => Date;
+  onQueued?: () => void;
+}
+
+export interface MessageReport {
+  uidl: string;
+  size: number;
+  outcome: 'delivered' | 'duplicate' | 'large' | 'deleted' | 'failed';
+  copies: Array<{ address: string; source: string }>;
+  notes: string[];
+}
+
+export interface SourceReport {
+  source: string;
+  kind: CollectSource['kind'];
+  /** Another collector held the source; nothing was done. */
+  busy: boolean;
+  error: string | null;
+  collected: number;
+  deleted: number;
+  left: number;
+  messages: MessageReport[];
+  ms: number;
+}
+
+const RUN_LEASE_MS = 30 * 60_000;
+const DAY_MS = 86_400_000;
+
+interface Plan {
+  config: RemoteMailboxConfig;
+  label: string;
+  postmaster: string;
+  route(fields: readonly HeaderField[]): Promise<Routing>;
+  /** What happens to a copy the pipeline refuses (over quota): postmaster, or keep the message on the server. */
+  refused: 'postmaster' | 'keep';
+  archive: { accountId: number; mailbox: string } | { folder: string } | null;
+}
+
+export async function collectSource(source: CollectSource, services: CollectorServices): Promise<SourceReport> {
+  const started = Date.now();
+  const report: SourceReport = { source: source.name, kind: source.kind, busy: false, error: null, collected: 0, deleted: 0, left: 0, messages: [], ms: 0 };
+  const { store, log, owner } = services;
+  if (!(await store.collect.claimRun(source.id, owner, services.now(), RUN_LEASE_MS))) {
+    report.busy = true;
+    return report;
+  }
+  try {
+    const plan = await planFor(source, services);
+    await runSession(source, plan, services, report);
+  } catch (e) {
+    report.error = e instanceof Error ? e.message : String(e);
+    log.warn({ event: 'collect.failed', kind: source.kind, source: source.name, error: report.error }, `collecting ${source.name} failed: ${report.error}`);
+  } finally {
+    report.ms = Date.now() - started;
+    await store.collect.finishRun(source.id, owner, { at: services.now(), error: report.error, collected: report.collected }).catch(() => {});
+  }
+  return report;
+}
+
+async function planFor(source: CollectSource, services: CollectorServices): Promise<Plan> {
+  const settings = await services.settings.snapshot();
+  const configured = settings.get('collect.postmaster').trim();
+  if (source.kind === 'domainpop') {
+    const config = parseDomainPopConfig(source.config);
+    return {
+      config,
+      label: `DomainPOP ${source.name}`,
+      postmaster: configured || `postmaster@${config.domain}`,
+      route: (fields) => routeDomainPop(fields, config, services.directory, configured || `postmaster@${config.domain}`),
+      refused: 'postmaster',
+      archive: await archiveOf(config, services.directory),
+    };
+  }
+  const config = parseRemoteMailboxConfig(source.config);
+  const account = source.accountId === null ? null : await services.directory.getUserById(source.accountId);
+  if (!account) throw new Error(`MultiPOP source ${source.name} has no account`);
+  return {
+    config,
+    label: `MultiPOP ${source.name}`,
+    postmaster: configured || `postmaster@${account.domain}`,
+    route: async (fields) => ({ mailFrom: senderOf(fields), copies: [{ address: account.address, source: 'MultiPOP' }], dedupeKey: null, notes: [] }),
+    refused: 'keep',
+    archive: null,
+  };
+}
+
+async function archiveOf(config: DomainPopConfig, directory: Directory): Promise<Plan['archive']> {
+  const target = config.archive;
+  if (!target) return null;
+  if (target.startsWith('/')) return { folder: target };
+  const slash = target.indexOf('/');
+  const address = slash < 0 ? target : target.slice(0, slash);
+  const account = await directory.getUser(address);
+  if (!account) throw new Error(`the archive mailbox ${address} does not exist`);
+  return { accountId: account.id, mailbox: slash < 0 ? 'INBOX' : target.slice(slash + 1) };
+}
+
+async function runSession(source: CollectSource, plan: Plan, services: CollectorServices, report: SourceReport): Promise<void> {
+  const { config } = plan;
+  const { store, log } = services;
+  const client = await Pop3Client.connect({ host: config.host, port: config.port, tls: config.tls, verify: !config.insecure });
+  try {
+    await client.login({ user: config.user, password: config.password, apop: config.apop });
+    const listing = await client.list();
+    const uidls = listing.length > 0 ? await client.uidl() : new Map<number, string>();
+    const keys = new Map<number, string>();
+    if (uidls) for (const [n, u] of uidls) keys.set(n, u);
+    else {
+      // No UIDL: the header's hash stands in (TOP n 0), else it is learnt after RETR.
+      for (const m of listing) {
+        const header = await client.top(m.number);
+        if (header === null) break;
+        keys.set(m.number, headerKey(header));
+      }
+    }
+    const seen = new Map((await store.collect.listSeen(source.id)).map((s) => [s.uidl, s]));
+    if (listing.every((m) => keys.has(m.number))) {
+      // What the server no longer holds was deleted at an earlier QUIT: forget it.
+      const present = new Set(keys.values());
+      const gone = [...seen.keys()].filter((u) => !present.has(u));
+      if (gone.length > 0) await store.collect.forgetSeen(source.id, gone);
+      await store.collect.pruneDedupe(source.id, new Date(services.now().getTime() - DAY_MS));
+    }
+
+    const settings = await services.settings.snapshot();
+    const globalMax = settings.get('smtp.max_message_size');
+    const order = config.smallFirst ? [...listing].sort((a, b) => a.size - b.size || a.number - b.number) : listing;
+    const cycleKeys = new Set<string>();
+    let sinceRenew = 0;
+    for (const m of order) {
+      if (++sinceRenew >= 200) {
+        sinceRenew = 0;
+        await store.collect.claimRun(source.id, services.owner, services.now(), RUN_LEASE_MS);
+      }
+      const key = keys.get(m.number) ?? null;
+      const known = key === null ? undefined : seen.get(key);
+      if (known?.state === 'collected') {
+        if (await deleteIfDue(client, m, known, config, services)) report.deleted++;
+        else report.left++;
+        continue;
+      }
+      const large = (config.maxDownloadSize > 0 && m.size >= config.maxDownloadSize) || (globalMax > 0 && m.size > globalMax);
+      if (large) {
+        report.messages.push(await handleLarge(client, m, key ?? `size-${m.number}-${m.size}`, known, source, plan, services, settings));
+        if (config.deleteLarge) report.deleted++;
+        else report.left++;
+        continue;
+      }
+      const result = await collectOne(client, m, key, seen, source, plan, services, settings, cycleKeys);
+      report.messages.push(result.report);
+      if (result.report.outcome === 'delivered') report.collected++;
+      if (result.deleted) report.deleted++;
+      else report.left++;
+      if (result.stop) break;
+    }
+    if (!(await client.quit())) log.warn({ event: 'collect.quit_failed', source: source.name }, `${plan.label}: QUIT was not acknowledged; deletions are retried next run`);
+    log.info(
+      { event: 'collect.run', kind: source.kind, source: source.name, collected: report.collected, deleted: report.deleted, left: report.left },
+      `${plan.label}: collected ${report.collected}, deleted ${report.deleted}, left ${report.left} on ${config.host}`,
+    );
+  } finally {
+    client.destroy();
+  }
+}
+
+/** A message collected before: deleted unless left on the server and not yet old enough. */
+async function deleteIfDue(client: Pop3Client, m: Pop3Listing, known: SeenRemoteMessage, config: RemoteMailboxConfig, services: CollectorServices): Promise<boolean> {
+  if (config.leaveOnServer) {
+    if (config.deleteAfterDays === 0) return false;
+    if (services.now().getTime() - known.firstSeen.getTime() < config.deleteAfterDays * DAY_MS) return false;
+  }
+  await client.dele(m.number);
+  return true;
+}
+
+async function handleLarge(
+  client: Pop3Client,
+  m: Pop3Listing,
+  key: string,
+  known: SeenRemoteMessage | undefined,
+  source: CollectSource,
+  plan: Plan,
+  services: CollectorServices,
+  settings: SettingsSnapshot,
+): Promise<MessageReport> {
+  const { config } = plan;
+  const limit = config.maxDownloadSize > 0 ? config.maxDownloadSize : settings.get('smtp.max_message_size');
+  const notes = [`${m.size} bytes, at or over the limit of ${limit}: not downloaded${config.deleteLarge ? ', deleted from the server' : ''}`];
+  if (config.warnPostmaster && !known) {
+    // The warning and the mark share one transaction: the postmaster hears once per message.
+    const header = await client.top(m.number, 16 * 1024).catch(() => null);
+    const warning = largeWarning(m, key, limit, header, plan, services);
+    const tx = new MessageTransaction({ directory: services.directory, mail: services.store.mail, blobs: services.store.blobs }, { authenticated: false, settings }, '', null);
+    const verdict = await tx.addRecipient(plan.postmaster);
+    if (verdict.ok) {
+      const spool = await tx.beginBody('');
+      await spool.write(warning);
+      try {
+        await tx.commit({ collected: { sourceId: source.id, uidl: key, state: 'large', at: services.now(), dedupe: [] } });
+        notes.push(`postmaster ${plan.postmaster} warned`);
+      } catch (e) {
+        if (!(e instanceof AlreadyExists)) throw e;
+      }
+    } else notes.push(`cannot warn the postmaster ${plan.postmaster}: ${verdict.detail}`);
+  }
+  if (config.deleteLarge) await client.dele(m.number);
+  services.log.info({ event: 'collect.large', source: source.name, uidl: key, size: m.size, limit, deleted: config.deleteLarge }, `${plan.label}: message ${key} (${m.size} bytes) not downloaded`);
+  return { uidl: key, size: m.size, outcome: 'large', copies: [], notes };
+}
+
+function largeWarning(m: Pop3Listing, key: string, limit: number, header: Buffer | null, plan: Plan, services: CollectorServices): Buffer {
+  const fields = header ? parseHeaderBlock(header, { final: true }).fields : [];
+  const field = (name: string): string => (fields.find((f) => f.name.toLowerCase() === name)?.value ?? '').replace(/[\r\n]/g, ' ').slice(0, 200);
+  const now = services.now();
+  const id = createHash('sha256').update(`${plan.label}\n${key}`).digest('hex').slice(0, 24);
+  const action = plan.config.deleteLarge ? 'It was deleted from the server.' : 'It was left on the server.';
+  return Buffer.from(
+    `From: Mail Delivery System <MAILER-DAEMON@${services.hostname}>\r\n` +
+      `To: <${plan.postmaster}>\r\n` +
+      `Subject: Large message not collected by ${plan.label}\r\n` +
+      `Date: ${formatDate(now)}\r\n` +
+      `Message-ID: <collect-large-${id}@${services.hostname}>\r\n` +
+      `Auto-Submitted: auto-generated\r\n` +
+      `MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n` +
+      `${plan.label} found a message of ${m.size} bytes on ${plan.config.host}, at or over the download limit of ${limit} bytes.\r\n` +
+      `${action}\r\n\r\n` +
+      `  UIDL:    ${key}\r\n  From:    ${field('from')}\r\n  To:      ${field('to')}\r\n  Subject: ${field('subject')}\r\n  Date:    ${field('date')}\r\n`,
+    'utf8',
+  );
+}
+
+async function collectOne(
+  client: Pop3Client,
+  m: Pop3Listing,
+  knownKey: string | null,
+  seen: Map<string, SeenRemoteMessage>,
+  source: CollectSource,
+  plan: Plan,
+  services: CollectorServices,
+  settings: SettingsSnapshot,
+  cycleKeys: Set<string>,
+): Promise<{ report: MessageReport; deleted: boolean; stop: boolean }> {
+  const { config } = plan;
+  const { store, log } = services;
+  const globalMax = settings.get('smtp.max_message_size');
+  const limit = globalMax > 0 ? globalMax : Infinity;
+  const spool = await SpoolWriter.open(store.blobs, '', { maxSize: limit, maxHeaderSize: settings.get('smtp.max_header_size') });
+  const archiveFile = plan.archive && 'folder' in plan.archive ? await openArchiveFile(plan.archive.folder) : null;
+  let spooled;
+  try {
+    await client.retr(m.number, async (chunk) => {
+      await spool.write(chunk);
+      if (archiveFile) await archiveFile.handle.write(chunk);
+    });
+    spooled = await spool.finish();
+  } catch (e) {
+    await spool.abort().catch(() => {});
+    await archiveFile?.discard();
+    throw e;
+  }
+  const report: MessageReport = { uidl: knownKey ?? '', size: m.size, outcome: 'failed', copies: [], notes: [] };
+  if (!spooled.ok) {
+    await archiveFile?.discard();
+    report.notes.push(`refused by the pipeline (${spooled.reason}, ${spooled.size} bytes): left on the server`);
+    log.warn({ event: 'collect.refused', source: source.name, number: m.number, reason: spooled.reason }, `${plan.label}: message ${m.number} refused (${spooled.reason}); left on the server`);
+    return { report, deleted: false, stop: false };
+  }
+  const key = knownKey ?? headerKey(spooled.header);
+  report.uidl = key;
+  const already = seen.get(key);
+  if (already?.state === 'collected') {
+    // A server without UIDL or TOP: known only now, after the download.
+    await store.blobs.discard(spooled.blob);
+    await archiveFile?.discard();
+    report.outcome = 'deleted';
+    const deleted = await deleteIfDue(client, m, already, config, services);
+    return { report, deleted, stop: false };
+  }
+
+  const fields = parseHeaderBlock(Buffer.concat([spooled.header, Buffer.from('\r\n')]), { final: true }).fields;
+  const routing = await plan.route(fields);
+  report.notes.push(...routing.notes);
+  // Dedupe on (key, recipient): within this run and across runs while the source keeps mail.
+  const pairKey = (recipient: string): string => `${routing.dedupeKey}\n${recipient.toLowerCase()}`;
+  let copies = routing.copies;
+  if (routing.dedupeKey !== null) {
+    const before = await store.collect.seenDedupe(
+      source.id,
+      copies.map((c) => ({ key: routing.dedupeKey!, recipient: c.address.toLowerCase() })),
+    );
+    const fresh = copies.filter((c) => !cycleKeys.has(pairKey(c.address)) && !before.has(pairKey(c.address)));
+    if (fresh.length < copies.length) report.notes.push(`duplicate (${routing.dedupeKey.replace(/^\w+:/, '')}) for ${copies.filter((c) => !fresh.includes(c)).map((c) => c.address).join(', ')}`);
+    copies = fresh;
+  }
+  const at = services.now();
+  if (copies.length === 0) {
+    await store.blobs.discard(spooled.blob);
+    await archiveFile?.commit(key, source);
+    await store.collect.markSeen({ sourceId: source.id, uidl: key, state: 'collected', at, dedupe: [] });
+    report.outcome = 'duplicate';
+    log.info({ event: 'collect.duplicate', source: source.name, uidl: key, key: routing.dedupeKey }, `${plan.label}: message ${key} is a duplicate`);
+    return { report, deleted: await deleteAfterCollect(client, m, config), stop: false };
+  }
+
+  const tx = new MessageTransaction(
+    { directory: services.directory, mail: store.mail, blobs: store.blobs, ...(services.onQueued ? { onQueued: services.onQueued } : {}) },
+    { authenticated: copies.some((c) => c.relay), settings },
+    routing.mailFrom,
+    m.size,
+  );
+  tx.attachSpooled(spooled);
+  const accepted: RoutedCopy[] = [];
+  for (const copy of copies) {
+    const verdict = await tx.addRecipient(copy.address, copy.headers ? { headers: copy.headers } : {});
+    if (verdict.ok) {
+      accepted.push(copy);
+      continue;
+    }
+    if (plan.refused === 'keep') {
+      await tx.abort();
+      await archiveFile?.discard();
+      report.notes.push(`${copy.address}: ${verdict.detail}; left on the server for the next run`);
+      log.warn({ event: 'collect.deferred', source: source.name, uidl: key, to: copy.address, reason: verdict.reason }, `${plan.label}: ${verdict.detail}; message left on the server`);
+      return { report, deleted: false, stop: false };
+    }
+    report.notes.push(`${copy.address}: ${verdict.detail}; the postmaster gets it`);
+    const note = `X-Fulmar-Collect-Note: not delivered to ${copy.address}: ${verdict.detail.replace(/[\r\n]/g, ' ')}\r\n`;
+    if ((await tx.addRecipient(plan.postmaster, { headers: note })).ok) accepted.push({ address: plan.postmaster, source: `refused ${copy.address}` });
+  }
+  if (accepted.length === 0) {
+    await tx.abort();
+    await archiveFile?.discard();
+    report.notes.push(`no recipient could take it (is there a postmaster ${plan.postmaster}?): left on the server`);
+    log.warn({ event: 'collect.undeliverable', source: source.name, uidl: key }, `${plan.label}: message ${key} has no recipient that can take it; left on the server`);
+    return { report, deleted: false, stop: false };
+  }
+  const dedupe = routing.dedupeKey === null ? [] : accepted.map((c) => ({ key: routing.dedupeKey!, recipient: c.address.toLowerCase() }));
+  // The archive file is in place before the commit: a crash between leaves an archive copy
+  // of a message collected again next run, under the same name (so, still one copy).
+  await archiveFile?.commit(key, source);
+  try {
+    const result = await tx.commit({
+      trace: receivedLine(client, source, plan, key, at, services.hostname),
+      collected: { sourceId: source.id, uidl: key, state: 'collected', at, dedupe },
+      ...(plan.archive && 'accountId' in plan.archive ? { rawCopies: [plan.archive] } : {}),
+    });
+    if (!result.ok) {
+      report.notes.push(`refused by the pipeline (${result.reason}): left on the server`);
+      return { report, deleted: false, stop: false };
+    }
+  } catch (e) {
+    if (e instanceof AlreadyExists) {
+      // Another collector delivered it meanwhile: it is collected, once.
+      report.outcome = 'duplicate';
+      return { report, deleted: await deleteAfterCollect(client, m, config), stop: false };
+    }
+    throw e;
+  }
+  for (const pair of dedupe) cycleKeys.add(`${pair.key}\n${pair.recipient}`);
+  report.outcome = 'delivered';
+  report.copies = accepted.map((c) => ({ address: c.address, source: c.source }));
+  log.info(
+    { event: 'collect.delivered', source: source.name, uidl: key, size: m.size, from: routing.mailFrom, to: report.copies },
+    `${plan.label}: message ${key} delivered to ${report.copies.map((c) => `${c.address} (${c.source})`).join(', ')}`,
+  );
+  return { report, deleted: await deleteAfterCollect(client, m, config), stop: false };
+}
+
+/** Just collected: deleted now unless the source leaves mail on the server. */
+async function deleteAfterCollect(client: Pop3Client, m: Pop3Listing, config: RemoteMailboxConfig): Promise<boolean> {
+  if (config.leaveOnServer) return false;
+  await client.dele(m.number);
+  return true;
+}
+
+function receivedLine(client: Pop3Client, source: CollectSource, plan: Plan, key: string, at: Date, hostname: string): Buffer {
+  const clean = (s: string): string => s.replace(/[^\x21-\x7e]/g, '?').replace(/[();\\]/g, '?');
+  const host = clean(plan.config.host);
+  const ip = client.remoteAddress ? ` [${client.remoteAddress}]` : '';
+  const protocol = plan.config.tls === 'none' ? 'POP3' : 'POP3S';
+  const kind = source.kind === 'domainpop' ? 'DomainPOP' : 'MultiPOP';
+  return Buffer.from(
+    `Received: from ${host} (${host}${ip})\r\n\tby ${clean(hostname)} (Fulmar ${kind} ${clean(source.name)}) with ${protocol}\r\n\tid ${clean(key).slice(0, 70)}; ${formatDate(at)}\r\n`,
+    'utf8',
+  );
+}
+
+interface ArchiveFile {
+  handle: FileHandle;
+  commit(key: string, source: CollectSource): Promise<void>;
+  discard(): Promise<void>;
+}
+
+/** A raw copy written to a temporary name, fsynced and renamed into the archive folder. */
+async function openArchiveFile(folder: string): Promise<ArchiveFile> {
+  await mkdir(folder, { recursive: true });
+  const temp = join(folder, `.tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+  const handle = await open(temp, 'w', 0o640);
+  let done = false;
+  return {
+    handle,
+    async commit(key, source) {
+      if (done) return;
+      done = true;
+      await handle.sync();
+      await handle.close();
+      const name = `${source.kind}-${source.id}-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.eml`;
+      await rename(temp, join(folder, name));
+      const dir = await open(folder, 'r');
+      await dir.sync().finally(() => dir.close());
+    },
+    async discard() {
+      if (done) return;
+      done = true;
+      await handle.close().catch(() => {});
+      await unlink(temp).catch(() => {});
+    },
+  };
+}
