@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Readable } from 'node:stream';
 import type { DeliveryCommit, LocalDelivery, MailEvent, StagedBlob, Store } from '../../src/store/types.js';
+import { describeCollectContract } from './contract-collect.js';
 import { describeImapContract } from './contract-imap.js';
 import { describeQueueContract } from './contract-queue.js';
 import { describeSearchContract } from './contract-search.js';
@@ -617,6 +618,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
     describeImapContract(() => store);
     describeSearchContract(() => store);
     describeQueueContract(() => h);
+    describeCollectContract(() => store);
 
     describe('sharing with another process', () => {
       it('sees an account added by a second process at once', async (t) => {

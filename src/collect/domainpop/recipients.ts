@@ -12,7 +12,7 @@
  *   `for <addr>` of Received lines and `(addr)` in the Subject.
  */
 import libmime from 'libmime';
-import { parseAddressList } from '../../message/address.js';
+import { isDomainName, parseAddressList } from '../../message/address.js';
 import { unfoldValue } from '../../message/envelope.js';
 import type { HeaderField } from '../../message/header.js';
 
@@ -123,7 +123,7 @@ export function normalize(raw: string): string | null {
   const address = raw.trim().replace(/^<|>$/g, '').replace(/\.$/, '');
   const at = address.lastIndexOf('@');
   if (at <= 0 || at === address.length - 1) return null;
-  if (/[\s<>(),;:\\"\x00-\x1f\x7f]/.test(address.slice(at + 1))) return null;
+  if (!isDomainName(address.slice(at + 1), true)) return null;
   if (/[\r\n\0]/.test(address) || address.length > 320) return null;
   return `${address.slice(0, at)}@${address.slice(at + 1).toLowerCase()}`;
 }
