@@ -23,7 +23,8 @@ import type { RuntimeSettings, SettingsSnapshot } from '../store/runtime-setting
 import type { CollectSource, SeenRemoteMessage, Store } from '../store/types.js';
 import { AlreadyExists } from '../util/errors.js';
 import { routeDomainPop } from './domainpop/route.js';
-import { headerKey, senderOf } from './message-facts.js';
+import { headerKey } from './message-facts.js';
+import { routeMultiPop } from './multipop/route.js';
 import { Pop3Client, type Pop3Listing } from './pop3-client.js';
 import { parseDomainPopConfig, parseRemoteMailboxConfig, type DomainPopConfig, type RemoteMailboxConfig } from './source-config.js';
 
@@ -134,7 +135,7 @@ async function planFor(source: CollectSource, services: CollectorServices): Prom
     config,
     label: `MultiPOP ${source.name}`,
     postmaster: configured || `postmaster@${account.domain}`,
-    route: async (fields) => ({ mailFrom: senderOf(fields), copies: [{ address: account.address, source: 'MultiPOP' }], dedupeKey: null, notes: [] }),
+    route: async (fields) => routeMultiPop(fields, account),
     refused: 'keep',
     archive: null,
   };
