@@ -1,14 +1,15 @@
 /**
  * Opens the store the bootstrap config names: the embedded SQLite store (the default), or
- * PostgreSQL once its adapter exists.
+ * PostgreSQL (`database = "postgres://..."`).
  */
 import { mkdirSync } from 'node:fs';
 import { ConfigError, type BootstrapConfig } from '../config/bootstrap.js';
 import { metaIndexer } from '../pipeline/message-meta.js';
+import { openPostgresStore } from '../store/postgres/pg-store.js';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/types.js';
 
-export async function openStore(config: Pick<BootstrapConfig, 'database' | 'dataDir'>): Promise<Store> {
+export async function openStore(config: Pick<BootstrapConfig, 'database' | 'dataDir'> & { blobs?: string }): Promise<Store> {
   const db = config.database;
   if (db === 'sqlite' || db.startsWith('sqlite:')) {
     try {
@@ -20,7 +21,8 @@ export async function openStore(config: Pick<BootstrapConfig, 'database' | 'data
     return openSqliteStore({ dataDir: config.dataDir, indexer: metaIndexer });
   }
   if (db.startsWith('postgres://') || db.startsWith('postgresql://')) {
-    throw new ConfigError('this build of Fulmar has no PostgreSQL store yet; use the embedded store (database = "sqlite")');
+    // Staging files stay local; message bytes go to the database or the shared blob folder.
+    return openPostgresStore({ url: db, dataDir: config.dataDir, blobs: config.blobs });
   }
   throw new ConfigError(`database "${db}" is not understood; use "sqlite" or a postgres:// URL`);
 }

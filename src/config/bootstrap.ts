@@ -23,6 +23,8 @@ const fileSchema = z
     hostname: z.string().min(1).optional(),
     data: z.string().min(1).optional(),
     database: z.string().min(1).optional(),
+    /** PostgreSQL only: where message bytes go, "database" (default) or a folder every node shares. */
+    blobs: z.string().min(1).optional(),
     listen: z.union([z.string(), z.array(z.string())]).optional(),
     port_offset: z.number().int().min(0).max(65000).optional(),
     ports: portsSchema.optional(),
@@ -40,6 +42,8 @@ export interface BootstrapConfig {
   hostname: string;
   dataDir: string;
   database: string;
+  /** PostgreSQL only: "database", or the absolute path of a folder all nodes share. */
+  blobs: string;
   listen: string[];
   portOffset: number;
   ports: Record<ServiceName, number>;
@@ -109,6 +113,7 @@ export function loadBootstrapConfig(overrides: BootstrapOverrides, cwd = process
     hostname: overrides.hostname ?? file.hostname ?? osHostname(),
     dataDir: resolve(cwd, overrides.data ?? file.data ?? 'data'),
     database: overrides.database ?? file.database ?? 'sqlite',
+    blobs: file.blobs === undefined || file.blobs === 'database' ? 'database' : resolve(cwd, file.blobs),
     listen: overrides.listen ?? fileListen ?? ['::'],
     portOffset,
     ports,

@@ -1,0 +1,132 @@
+/**
+ * Row shapes of the PostgreSQL tables and their mapping to the store's types (as
+ * store/sqlite/rows.ts: timestamps bigint ms, flags a JSON array; booleans are real here).
+ * Column lists live here once, so every query of a table returns the same shape.
+ */
+import type { Account, Domain, Mailbox, MessageRecord, MessageWithMeta, SpecialUse } from '../types.js';
+
+export interface DomainRow {
+  id: number;
+  name: string;
+  max_message_size: number | null;
+  created_at: number;
+  [column: string]: unknown;
+}
+export const DOMAIN_COLUMNS = 'id, name, max_message_size, created_at';
+
+export function toDomain(row: DomainRow): Domain {
+  return { id: row.id, name: row.name, maxMessageSize: row.max_message_size, createdAt: new Date(row.created_at) };
+}
+
+export interface AccountRow {
+  id: number;
+  address: string;
+  local_part: string;
+  domain: string;
+  password_hash: string;
+  quota_bytes: number | null;
+  used_bytes: number;
+  real_name: string | null;
+  disabled: boolean;
+  /** JSON array of strings. */
+  send_as: string;
+  created_at: number;
+  [column: string]: unknown;
+}
+/** Select list over `accounts a JOIN domains d ON d.id = a.domain_id`. */
+export const ACCOUNT_SELECT = `SELECT a.id, a.address, a.local_part, d.name AS domain, a.password_hash, a.quota_bytes,
+  a.used_bytes, a.real_name, a.disabled, a.send_as, a.created_at
+  FROM accounts a JOIN domains d ON d.id = a.domain_id`;
+
+export function toAccount(row: AccountRow): Account {
+  return {
+    id: row.id,
+    address: row.address,
+    localPart: row.local_part,
+    domain: row.domain,
+    passwordHash: row.password_hash,
+    quotaBytes: row.quota_bytes,
+    usedBytes: row.used_bytes,
+    realName: row.real_name,
+    disabled: row.disabled,
+    sendAs: JSON.parse(row.send_as) as string[],
+    createdAt: new Date(row.created_at),
+  };
+}
+
+export interface MailboxRow {
+  id: number;
+  account_id: number;
+  name: string;
+  special_use: string | null;
+  uidvalidity: number;
+  uidnext: number;
+  highestmodseq: number;
+  subscribed: boolean;
+  message_count: number;
+  [column: string]: unknown;
+}
+/** Select list over `mailboxes m`, with the message count and the subscription (by name). */
+export const MAILBOX_SELECT = `SELECT m.id, m.account_id, m.name, m.special_use, m.uidvalidity, m.uidnext,
+  m.highestmodseq,
+  EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name) AS subscribed,
+  (SELECT count(*) FROM messages WHERE mailbox_id = m.id) AS message_count
+  FROM mailboxes m`;
+
+export function toMailbox(row: MailboxRow): Mailbox {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    name: row.name,
+    specialUse: row.special_use as SpecialUse | null,
+    uidValidity: row.uidvalidity,
+    uidNext: row.uidnext,
+    highestModSeq: row.highestmodseq,
+    subscribed: row.subscribed,
+    messageCount: row.message_count,
+  };
+}
+
+export interface MessageRow {
+  id: number;
+  mailbox_id: number;
+  uid: number;
+  modseq: number;
+  blob_hash: string;
+  blob_size: number;
+  prefix: Buffer;
+  size: number;
+  internal_date: number;
+  flags: string;
+  [column: string]: unknown;
+}
+export const MESSAGE_COLUMNS = 'id, mailbox_id, uid, modseq, blob_hash, blob_size, prefix, size, internal_date, flags';
+
+export function toMessage(row: MessageRow): MessageRecord {
+  return {
+    id: row.id,
+    mailboxId: row.mailbox_id,
+    uid: row.uid,
+    modSeq: row.modseq,
+    blobHash: row.blob_hash,
+    blobSize: row.blob_size,
+    prefix: row.prefix,
+    size: row.size,
+    internalDate: new Date(row.internal_date),
+    flags: JSON.parse(row.flags) as string[],
+  };
+}
+
+export interface MessageWithMetaRow extends MessageRow {
+  envelope: string | null;
+  structure: string | null;
+}
+/** Select list over `messages m LEFT JOIN blob_meta b ON b.hash = m.blob_hash`. */
+export const MESSAGE_WITH_META_SELECT = `SELECT m.id, m.mailbox_id, m.uid, m.modseq, m.blob_hash, m.blob_size, m.prefix,
+  m.size, m.internal_date, m.flags, b.envelope, b.structure
+  FROM messages m LEFT JOIN blob_meta b ON b.hash = m.blob_hash`;
+
+export function toMessageWithMeta(row: MessageWithMetaRow): MessageWithMeta {
+  const meta = row.envelope !== null && row.structure !== null ? { envelope: row.envelope, structure: row.structure } : null;
+  return { ...toMessage(row), meta };
+}
