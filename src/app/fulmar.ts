@@ -8,6 +8,7 @@ import { dropSizeTooSmall } from '../filters/size.js';
 import type { Logger } from '../log/logger.js';
 import type { Listener } from '../net/listener.js';
 import { ensureTlsFiles, loadTlsMaterial } from '../net/tls.js';
+import { collectorOwner } from '../collect/collector.js';
 import { CollectSchedule, collectClock } from '../collect/schedule.js';
 import { ImapServer } from '../imap/server.js';
 import { LoginFailures } from '../net/limits.js';
@@ -121,7 +122,7 @@ export class Fulmar {
       settings: services.settings,
       hostname: config.hostname,
       log,
-      owner: `${osHostname()}:${config.dataDir}`,
+      owner: collectorOwner(),
       now: collectClock(),
       onQueued: () => queue.kick(),
     });

@@ -2,11 +2,10 @@
  * `fulmar collect ...`: DomainPOP and MultiPOP sources (remote POP3 mailboxes whose mail is
  * collected and delivered here), running a collection now, and each source's status.
  */
-import { hostname as osHostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { collectAll, collectClock } from '../collect/schedule.js';
-import type { SourceReport } from '../collect/collector.js';
+import { collectorOwner, type SourceReport } from '../collect/collector.js';
 import {
   defaultPort,
   describeRemote,
@@ -314,7 +313,7 @@ export function registerCollectCommands(program: Command): void {
           settings: services.settings,
           hostname: services.config.hostname,
           log: o.verbose ? createLogger('info', process.stderr) : silentLogger(),
-          owner: `${osHostname()}:${services.config.dataDir}:cli-${process.pid}`,
+          owner: collectorOwner(),
           now: collectClock(),
         },
         name,

@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { Directory } from '../directory/directory.js';
 import type { Logger } from '../log/logger.js';
@@ -52,7 +53,7 @@ export interface CollectorServices {
   settings: RuntimeSettings;
   hostname: string;
   log: Logger;
-  /** Names this process in run claims (host:data folder). */
+  /** Names this process in run claims (collectorOwner()). */
   owner: string;
   /** The clock (tests move it to age messages on the server). */
   now: () => Date;
@@ -80,7 +81,9 @@ export interface SourceReport {
   ms: number;
 }
 
-const RUN_LEASE_MS = 30 * 60_000;
+/** A run's claim lasts this long and is renewed while the run goes on. */
+const RUN_LEASE_MS = 2 * 60_000;
+const RUN_RENEW_MS = 30_000;
 const DAY_MS = 86_400_000;
 
 interface Plan {
@@ -97,10 +100,14 @@ export async function collectSource(source: CollectSource, services: CollectorSe
   const started = Date.now();
   const report: SourceReport = { source: source.name, kind: source.kind, busy: false, error: null, collected: 0, deleted: 0, left: 0, messages: [], ms: 0 };
   const { store, log, owner } = services;
-  if (!(await store.collect.claimRun(source.id, owner, services.now(), RUN_LEASE_MS))) {
+  if (!(await claim(source, services))) {
     report.busy = true;
     return report;
   }
+  const renew = setInterval(() => {
+    store.collect.claimRun(source.id, owner, services.now(), RUN_LEASE_MS).catch(() => {});
+  }, RUN_RENEW_MS);
+  renew.unref();
   try {
     const plan = await planFor(source, services);
     await runSession(source, plan, services, report);
@@ -108,10 +115,41 @@ export async function collectSource(source: CollectSource, services: CollectorSe
     report.error = e instanceof Error ? e.message : String(e);
     log.warn({ event: 'collect.failed', kind: source.kind, source: source.name, error: report.error }, `collecting ${source.name} failed: ${report.error}`);
   } finally {
+    clearInterval(renew);
     report.ms = Date.now() - started;
     await store.collect.finishRun(source.id, owner, { at: services.now(), error: report.error, collected: report.collected }).catch(() => {});
   }
   return report;
+}
+
+/**
+ * The claim of a run. A claim held by a collector of this machine whose process is gone (killed
+ * mid-run) is taken over at once rather than when its lease runs out.
+ */
+async function claim(source: CollectSource, services: CollectorServices): Promise<boolean> {
+  const { store, owner } = services;
+  if (await store.collect.claimRun(source.id, owner, services.now(), RUN_LEASE_MS)) return true;
+  const holder = (await store.collect.getSource(source.id))?.runOwner ?? null;
+  if (holder === null || !deadLocalOwner(holder)) return false;
+  services.log.info({ event: 'collect.claim_taken_over', source: source.name, from: holder }, `taking over ${source.name} from ${holder}, which is no longer running`);
+  return store.collect.claimRun(source.id, owner, services.now(), RUN_LEASE_MS, holder);
+}
+
+/** Names this process as a collector: `host/pid`. */
+export function collectorOwner(): string {
+  return `${osHostname()}/${process.pid}`;
+}
+
+function deadLocalOwner(holder: string): boolean {
+  const slash = holder.lastIndexOf('/');
+  const pid = Number(holder.slice(slash + 1));
+  if (holder.slice(0, slash) !== osHostname() || !Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }
 
 async function planFor(source: CollectSource, services: CollectorServices): Promise<Plan> {
@@ -183,12 +221,7 @@ async function runSession(source: CollectSource, plan: Plan, services: Collector
     const globalMax = settings.get('smtp.max_message_size');
     const order = config.smallFirst ? [...listing].sort((a, b) => a.size - b.size || a.number - b.number) : listing;
     const cycleKeys = new Set<string>();
-    let sinceRenew = 0;
     for (const m of order) {
-      if (++sinceRenew >= 200) {
-        sinceRenew = 0;
-        await store.collect.claimRun(source.id, services.owner, services.now(), RUN_LEASE_MS);
-      }
       const key = keys.get(m.number) ?? null;
       const known = key === null ? undefined : seen.get(key);
       if (known?.state === 'collected') {
@@ -351,9 +384,19 @@ async function collectOne(
   }
   const at = services.now();
   if (copies.length === 0) {
-    await store.blobs.discard(spooled.blob);
     await archiveFile?.commit(key, source);
-    await store.collect.markSeen({ sourceId: source.id, uidl: key, state: 'collected', at, dedupe: [] });
+    const mark = { sourceId: source.id, uidl: key, state: 'collected' as const, at, dedupe: [] };
+    if (plan.archive && 'accountId' in plan.archive) {
+      // The archive keeps every downloaded message, duplicates included: its copy carries the mark.
+      const tx = new MessageTransaction({ directory: services.directory, mail: store.mail, blobs: store.blobs }, { authenticated: false, settings }, routing.mailFrom, m.size);
+      tx.attachSpooled(spooled);
+      await tx.commit({ collected: mark, rawCopies: [plan.archive] }).catch((e: unknown) => {
+        if (!(e instanceof AlreadyExists)) throw e;
+      });
+    } else {
+      await store.blobs.discard(spooled.blob);
+      await store.collect.markSeen(mark);
+    }
     report.outcome = 'duplicate';
     log.info({ event: 'collect.duplicate', source: source.name, uidl: key, key: routing.dedupeKey }, `${plan.label}: message ${key} is a duplicate`);
     return { report, deleted: await deleteAfterCollect(client, m, config), stop: false };

@@ -492,6 +492,9 @@ export interface CollectSource {
   lastError: string | null;
   lastCollected: number;
   totalCollected: number;
+  /** Who runs it now (see claimRun), and until when; null when nobody does. */
+  runOwner: string | null;
+  runUntil: Date | null;
 }
 
 /** A remote message the collector has dealt with, by UIDL. */
@@ -522,8 +525,9 @@ export interface CollectStore {
   /**
    * Takes the source for one run until `now + leaseMs`, so two collectors (the schedule and a
    * `collect run`, or two nodes) never work one remote mailbox at once. False when taken.
+   * `replacing` takes over the live claim of that owner (a collector known to be dead).
    */
-  claimRun(sourceId: number, owner: string, now: Date, leaseMs: number): Promise<boolean>;
+  claimRun(sourceId: number, owner: string, now: Date, leaseMs: number, replacing?: string | null): Promise<boolean>;
   /** Ends a run: records its outcome and frees the claim. */
   finishRun(sourceId: number, owner: string, outcome: { at: Date; error: string | null; collected: number }): Promise<void>;
   listSeen(sourceId: number): Promise<SeenRemoteMessage[]>;

@@ -20,11 +20,13 @@ interface SourceRow {
   last_error: string | null;
   last_collected: number;
   total_collected: number;
+  run_owner: string | null;
+  run_until: number | null;
   [column: string]: unknown;
 }
 
 const SOURCE_COLUMNS =
-  'id, kind, name, account_id, config, enabled, created_at, last_run_at, last_ok_at, last_error, last_collected, total_collected';
+  'id, kind, name, account_id, config, enabled, created_at, last_run_at, last_ok_at, last_error, last_collected, total_collected, run_owner, run_until';
 
 const toDate = (ms: number | null): Date | null => (ms === null ? null : new Date(ms));
 
@@ -42,6 +44,8 @@ function toSource(r: SourceRow): CollectSource {
     lastError: r.last_error,
     lastCollected: r.last_collected,
     totalCollected: r.total_collected,
+    runOwner: r.run_owner,
+    runUntil: toDate(r.run_until),
   };
 }
 
@@ -105,12 +109,12 @@ export class PgCollectStore implements CollectStore {
     return rows.map(toSource);
   }
 
-  async claimRun(sourceId: number, owner: string, now: Date, leaseMs: number): Promise<boolean> {
+  async claimRun(sourceId: number, owner: string, now: Date, leaseMs: number, replacing: string | null = null): Promise<boolean> {
     const t = now.getTime();
     const rows = await this.db.query(
       `UPDATE collect_sources SET run_owner = $1, run_until = $2
-       WHERE id = $3 AND (run_until IS NULL OR run_until <= $4 OR run_owner = $1) RETURNING 1 AS one`,
-      [owner, t + leaseMs, sourceId, t],
+       WHERE id = $3 AND (run_until IS NULL OR run_until <= $4 OR run_owner = $1 OR run_owner = $5) RETURNING 1 AS one`,
+      [owner, t + leaseMs, sourceId, t, replacing],
     );
     return rows.length > 0;
   }

@@ -27,10 +27,12 @@ interface SourceRow {
   last_error: string | null;
   last_collected: number;
   total_collected: number;
+  run_owner: string | null;
+  run_until: number | null;
 }
 
 const SOURCE_COLUMNS =
-  'id, kind, name, account_id, config, enabled, created_at, last_run_at, last_ok_at, last_error, last_collected, total_collected';
+  'id, kind, name, account_id, config, enabled, created_at, last_run_at, last_ok_at, last_error, last_collected, total_collected, run_owner, run_until';
 
 function toSource(r: SourceRow): CollectSource {
   return {
@@ -46,6 +48,8 @@ function toSource(r: SourceRow): CollectSource {
     lastError: r.last_error,
     lastCollected: r.last_collected,
     totalCollected: r.total_collected,
+    runOwner: r.run_owner,
+    runUntil: r.run_until === null ? null : new Date(r.run_until),
   };
 }
 
@@ -114,13 +118,13 @@ export class SqliteCollectStore implements CollectStore {
     return rows.map(toSource);
   }
 
-  async claimRun(sourceId: number, owner: string, now: Date, leaseMs: number): Promise<boolean> {
+  async claimRun(sourceId: number, owner: string, now: Date, leaseMs: number, replacing: string | null = null): Promise<boolean> {
     const t = now.getTime();
     return (
-      this.sql<[string, number, number, number, string]>(
+      this.sql<[string, number, number, number, string, string | null]>(
         `UPDATE collect_sources SET run_owner = ?, run_until = ?
-         WHERE id = ? AND (run_until IS NULL OR run_until <= ? OR run_owner = ?)`,
-      ).run(owner, t + leaseMs, sourceId, t, owner).changes > 0
+         WHERE id = ? AND (run_until IS NULL OR run_until <= ? OR run_owner = ? OR run_owner = ?)`,
+      ).run(owner, t + leaseMs, sourceId, t, owner, replacing).changes > 0
     );
   }
 
