@@ -91,7 +91,7 @@ export class Fulmar {
         hostname: config.hostname,
         directory: services.directory,
         mail: services.store.mail,
-        locks: new MaildropLocks(),
+        locks: new MaildropLocks(services.store.locks),
         failures: this.loginFailures,
       },
       settings: services.settings,

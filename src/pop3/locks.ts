@@ -1,20 +1,37 @@
 /**
- * One POP3 session per maildrop (RFC 1939 8: the server should lock the maildrop). IMAP sessions
- * are not affected. The lock lives in this process: the PostgreSQL issue moves it into the store
- * so that it holds across nodes.
+ * One POP3 session per maildrop (RFC 1939 8: the server should lock the maildrop), across every
+ * node that shares the store (LockStore). IMAP sessions are not affected. A held lock is renewed
+ * while the session lasts; a node that dies frees its locks when they expire (LOCK_TTL_MS).
  */
-export class MaildropLocks {
-  private readonly held = new Set<number>();
+import { randomUUID } from 'node:crypto';
+import type { LockStore } from '../store/types.js';
 
-  /** Takes the lock of an account's maildrop; returns its release function, or null when held. */
-  acquire(accountId: number): (() => void) | null {
-    if (this.held.has(accountId)) return null;
-    this.held.add(accountId);
+const LOCK_TTL_MS = 120_000;
+
+export class MaildropLocks {
+  private readonly node = randomUUID();
+  private sessions = 0;
+
+  constructor(
+    private readonly locks: LockStore,
+    private readonly ttlMs = LOCK_TTL_MS,
+  ) {}
+
+  /** Takes the lock of an account's maildrop; resolves to its release function, or null when held. */
+  async acquire(accountId: number): Promise<(() => void) | null> {
+    const name = `pop3:${accountId}`;
+    const owner = `${this.node}/${++this.sessions}`;
+    if (!(await this.locks.acquire(name, owner, this.ttlMs))) return null;
+    const renew = setInterval(() => {
+      this.locks.acquire(name, owner, this.ttlMs).catch(() => {});
+    }, this.ttlMs / 3);
+    renew.unref();
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.held.delete(accountId);
+      clearInterval(renew);
+      this.locks.release(name, owner).catch(() => {});
     };
   }
 }

@@ -274,7 +274,7 @@ export class Pop3Session {
       await sleep(this.settings.get('auth.failure_delay'));
       return this.error('[AUTH] Authentication failed');
     }
-    const release = this.services.locks.acquire(account.id);
+    const release = await this.services.locks.acquire(account.id);
     if (!release) {
       this.log.info({ event: 'pop3.in_use', login: account.address }, 'maildrop locked');
       return this.error('[IN-USE] Mailbox is locked by another POP3 session; try again later');

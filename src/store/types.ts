@@ -541,6 +541,17 @@ export interface CollectStore {
   pruneDedupe(sourceId: number, before: Date): Promise<number>;
 }
 
+/**
+ * Named locks that hold across every process sharing the store (the POP3 maildrop lock), each
+ * with an expiry its holder renews, so a node that dies frees its locks when they expire.
+ */
+export interface LockStore {
+  /** Takes (or, for its owner, renews) `name` until now + ttlMs; false when another owner holds it. */
+  acquire(name: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Lets go of `name` if `owner` holds it. */
+  release(name: string, owner: string): Promise<void>;
+}
+
 export interface SettingsStore {
   get(key: string): Promise<string | null>;
   set(key: string, value: string): Promise<void>;
@@ -607,6 +618,7 @@ export interface Store {
   readonly queue: QueueStore;
   readonly settings: SettingsStore;
   readonly collect: CollectStore;
+  readonly locks: LockStore;
   readonly blobs: BlobStore;
   readonly events: EventBus;
   /**

@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import type { DeliveryCommit, LocalDelivery, MailEvent, StagedBlob, Store } from '../../src/store/types.js';
 import { describeCollectContract } from './contract-collect.js';
 import { describeImapContract } from './contract-imap.js';
+import { describeLocksContract } from './contract-locks.js';
 import { describeQueueContract } from './contract-queue.js';
 import { describeSearchContract } from './contract-search.js';
 
@@ -619,6 +620,7 @@ export function runStoreContract(name: string, openStore: () => Promise<StoreHar
     describeSearchContract(() => store);
     describeQueueContract(() => h);
     describeCollectContract(() => store);
+    describeLocksContract(() => store);
 
     describe('sharing with another process', () => {
       it('sees an account added by a second process at once', async (t) => {

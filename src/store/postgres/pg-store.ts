@@ -20,6 +20,7 @@ import { PgDirectory } from './directory.js';
 import { PgEventBus } from './events.js';
 import { PgMailStore } from './mail.js';
 import { PgQueueStore } from './queue.js';
+import { PgLocks } from './locks.js';
 import { migrate } from './schema.js';
 import { PgSettings } from './settings.js';
 
@@ -67,6 +68,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       queue,
       settings: new PgSettings(db),
       collect,
+      locks: new PgLocks(db),
       blobs,
       events,
       async sweepOrphans(minAgeMs: number): Promise<number> {

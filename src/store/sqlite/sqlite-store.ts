@@ -15,6 +15,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileBlobStore } from '../blobs/file-blob-store.js';
 import { MemoryEventBus } from '../memory-events.js';
+import { MemoryLocks } from '../memory-locks.js';
 import type { MetaIndexer, Store } from '../types.js';
 import { INLINE_LIMIT, SqliteBlobStore } from './blob-store.js';
 import { SqliteCollectStore } from './collect.js';
@@ -75,6 +76,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     queue,
     settings: new SqliteSettings(db),
     collect: new SqliteCollectStore(db),
+    locks: new MemoryLocks(),
     blobs,
     events,
     databasePath,
