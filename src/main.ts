@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerAliasCommands } from './cli/alias.js';
 import { registerCollectCommands } from './cli/collect.js';
 import { registerDomainCommands } from './cli/domain.js';
+import { registerMigrateCommand } from './cli/migrate.js';
 import { registerQueueCommands } from './cli/queue.js';
 import { registerSettingsCommands } from './cli/settings.js';
 import { registerStartCommand } from './cli/start.js';
@@ -22,6 +23,7 @@ registerUserCommands(program);
 registerAliasCommands(program);
 registerQueueCommands(program);
 registerCollectCommands(program);
+registerMigrateCommand(program);
 registerSettingsCommands(program);
 
 program.addHelpText(
@@ -36,6 +38,7 @@ Examples:
   fulmar queue list                        mail waiting for other servers, with the last error
   fulmar collect domainpop add isp --domain example.com --host pop.isp.net --user catchall --password pw --envelope-header X-Rcpt-To
   fulmar collect run                       collect from every DomainPOP/MultiPOP source now
+  fulmar migrate --to postgres://db/fulmar copy this site into PostgreSQL (then set database = ... in the config)
 
 Every command takes --data DIR (default ./data) and --config FILE (default ./fulmar.toml).`,
 );
