@@ -145,6 +145,12 @@ export const SETTINGS = {
     default: 4 * 3_600_000,
     description: 'Tell the sender once when a message has waited this long (a delay DSN); 0 = never.',
   },
+  'queue.lease_time': {
+    kind: 'duration',
+    default: 10 * 60_000,
+    min: 1000,
+    description: 'How long a node owns a message it is delivering; when a node dies, another takes its messages over after this. Longer than any delivery attempt.',
+  },
   'submission.enforce_sender': {
     kind: 'bool',
     default: true,

@@ -44,7 +44,6 @@ export interface QueueRunnerServices {
 
 type Recipient = LeasedMessage['recipients'][number];
 
-const LEASE_MS = 10 * 60_000;
 /** The CLI (another process) may make mail due at any time (`fulmar queue retry`): look this often. */
 const IDLE_POLL_MS = 2000;
 /** Messages up to this size go back whole in a failure report; larger ones by their header. */
@@ -99,7 +98,7 @@ export class QueueRunner {
           await this.sleep(null);
           continue;
         }
-        const leased = await this.services.queue.claimDue(this.owner, new Date(), room, LEASE_MS);
+        const leased = await this.services.queue.claimDue(this.owner, new Date(), room, settings.get('queue.lease_time'));
         for (const message of leased) this.track(this.deliver(message, settings));
         if (leased.length === room) {
           await this.sleep(null);

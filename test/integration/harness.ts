@@ -4,7 +4,7 @@
  * store to check what was delivered.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -78,6 +78,8 @@ export interface FulmarOptions {
   dataDir?: string;
   /** Extra flags for the server's node process (`--cpu-prof`, ...); admin commands do not get them. */
   nodeFlags?: string[];
+  /** A postgres:// URL: the node runs on that database (several nodes may share one). */
+  database?: string;
 }
 
 export class FulmarProcess {
@@ -91,6 +93,7 @@ export class FulmarProcess {
     readonly configFile: string,
     readonly ports: Ports,
     readonly hostname: string,
+    readonly database: string = 'sqlite',
   ) {}
 
   static async create(options: FulmarOptions = {}): Promise<FulmarProcess> {
@@ -117,7 +120,12 @@ export class FulmarProcess {
         // a test sets dns.servers to its own DNS server.
         `[settings]\n"smtp.auth_checks" = false\n"dns.servers" = "127.0.0.1:9"\n`,
     );
-    const f = new FulmarProcess(dataDir, configFile, ports, options.hostname ?? 'mx.fulmar.test');
+    if (options.database) {
+      // A top-level key: it must come before the first table.
+      const text = readFileSync(configFile, 'utf8');
+      writeFileSync(configFile, `database = ${JSON.stringify(options.database)}\n${text}`);
+    }
+    const f = new FulmarProcess(dataDir, configFile, ports, options.hostname ?? 'mx.fulmar.test', options.database ?? 'sqlite');
     f.nodeFlags = options.nodeFlags ?? [];
     f.cli('settings', 'set', 'auth.failure_delay', '0');
     for (const [k, v] of Object.entries(options.settings ?? {})) f.cli('settings', 'set', k, v);
@@ -193,7 +201,7 @@ export class FulmarProcess {
 
   /** Opens the store (read side) in this process; close it after use. */
   async openStore(): Promise<Store> {
-    return openStore({ database: 'sqlite', dataDir: this.dataDir });
+    return openStore({ database: this.database, dataDir: this.dataDir });
   }
 
   /** Log events (parsed JSON lines) with the given event name. */
