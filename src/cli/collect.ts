@@ -132,7 +132,8 @@ function domainPopPatch(o: SourceOptions): Record<string, unknown> {
     const m = /^([^:\s]+)(?::(\d+))?$/.exec(o.envelopeHeader);
     if (!m) fail(`--envelope-header "${o.envelopeHeader}" should be HEADER or HEADER:N, e.g. Delivered-To:1`);
     patch['envelopeHeader'] = m[1];
-    patch['envelopeOccurrence'] = m[2] ? Math.max(1, Number(m[2])) : 1;
+    if (m[2] !== undefined && Number(m[2]) < 1) fail(`--envelope-header ${o.envelopeHeader}: occurrences count from 1 (the topmost)`);
+    patch['envelopeOccurrence'] = m[2] ? Number(m[2]) : 1;
   }
   if (o.mode !== undefined) patch['mode'] = o.mode;
   if (o.stripPrefix !== undefined) patch['stripPrefix'] = o.stripPrefix === '' ? null : o.stripPrefix;
