@@ -10,7 +10,10 @@
  * Options: --users U (default: one per connection), --cpu-prof (writes the server's CPU profile
  * and prints where its time went), --heap (sample the server's JS heap through diagnostic
  * reports on SIGUSR2; on by default for messages of 1 MB or more), --keep (keep the data folder),
- * --node-flags "..." (more flags for the server's node).
+ * --node-flags "..." (more flags for the server's node), --postgres (run on a fresh PostgreSQL
+ * database, FULMAR_BENCH_PG or postgres://postgres@127.0.0.1:5432, dropped afterwards),
+ * --nodes N (with --postgres: N servers on that database, connections spread over them; CPU is
+ * summed over the nodes and PostgreSQL's processes are reported apart).
  *
  * Prints messages/s, MB/s, latency per message (MAIL FROM to the 250 after the dot) at
  * p50/p90/p99/max, the server's peak RSS (VmHWM, and VmRSS polled every 100 ms), its CPU time,
@@ -21,7 +24,7 @@ import { connect, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
 import { FulmarProcess } from '../test/integration/harness.js';
 import { allProcessCpu, cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, summarizeProfile } from './proc-stats.js';
 
@@ -35,6 +38,8 @@ const { values: args } = parseArgs({
     heap: { type: 'boolean' },
     keep: { type: 'boolean', default: false },
     'node-flags': { type: 'string', default: '' },
+    postgres: { type: 'boolean', default: false },
+    nodes: { type: 'string', default: '1' },
   },
 });
 
@@ -264,6 +269,19 @@ async function heapReport(pid: number, dir: string, t0: number): Promise<HeapSam
 // ---------------------------------------------------------------------------------------------
 
 
+/** A database of its own on the PostgreSQL server (created by the first node, dropped after). */
+function freshDatabase(): { url: string; drop(): void } {
+  const base = new URL(process.env['FULMAR_BENCH_PG'] ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+  const name = `fulmar_bench_${process.pid}_${Date.now()}`;
+  base.pathname = `/${name}`;
+  return {
+    url: base.toString(),
+    drop: () => {
+      spawnSync('psql', ['-h', base.hostname, '-p', base.port || '5432', '-U', base.username || 'postgres', '-d', 'postgres', '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`], { stdio: 'ignore' });
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'fulmar-bench-out-'));
   const nodeFlags = args['node-flags'].split(/\s+/).filter(Boolean);
@@ -276,18 +294,26 @@ async function main(): Promise<void> {
     `smtp-ingest: ${CONNECTIONS} connections x ${MESSAGES} messages of ${SIZE >= MB ? mb(SIZE) : `${(SIZE / 1024).toFixed(1)} KB`} to ${USERS} users` +
       (nodeFlags.length ? ` (server flags: ${nodeFlags.join(' ')})` : ''),
   );
-  const f = await FulmarProcess.create({ settings, nodeFlags });
+  const NODES = Number(args.nodes);
+  if (NODES > 1 && !args.postgres) throw new Error('--nodes needs --postgres');
+  const database = args.postgres ? freshDatabase() : undefined;
+  const f = await FulmarProcess.create({ settings, nodeFlags, ...(database ? { database: database.url } : {}) });
+  const others: FulmarProcess[] = [];
+  for (let n = 1; n < NODES; n++) others.push(await FulmarProcess.create({ nodeFlags, database: database!.url }));
+  const nodes = [f, ...others];
   let ok = false;
   try {
     f.cli('domain', 'add', DOMAIN);
     for (let u = 0; u < USERS; u++) f.cli('user', 'add', `u${u}@${DOMAIN}`, '--password', 'bench-password');
-    await f.start();
+    await Promise.all(nodes.map((n) => n.start()));
     const pid = f.child!.pid!;
-    console.log(`  server pid ${pid}, data ${f.dataDir}`);
+    const pids = nodes.map((n) => n.child!.pid!);
+    console.log(`  server pid ${pids.join(', ')}, data ${f.dataDir}${database ? `, database ${database.url}` : ''}`);
     await new Promise((r) => setTimeout(r, 300)); // let startup work settle
     const baseline = readStatus(pid)!;
-    const cpuBefore = cpuSeconds(pid);
-    const mainBefore = mainThreadCpu(pid);
+    const sumOver = (read: (p: number) => number): number => pids.reduce((s, p) => s + read(p), 0);
+    const cpuBefore = sumOver(cpuSeconds);
+    const mainBefore = sumOver(mainThreadCpu);
     const clientCpuBefore = process.cpuUsage();
     const machineBefore = machineBusySeconds();
     const processesBefore = allProcessCpu();
@@ -296,7 +322,7 @@ async function main(): Promise<void> {
     const heap: HeapSample[] = [];
     let releaseStart!: () => void;
     const start = new Promise<void>((r) => (releaseStart = r));
-    const conns = Array.from({ length: CONNECTIONS }, (_, i) => runConnection(f.ports.smtp, i, start));
+    const conns = Array.from({ length: CONNECTIONS }, (_, i) => runConnection(nodes[i % NODES]!.ports.smtp, i, start));
     await new Promise((r) => setTimeout(r, 100));
     const t0 = performance.now();
     const poll = setInterval(() => {
@@ -324,13 +350,13 @@ async function main(): Promise<void> {
     if (heapPoll) clearInterval(heapPoll);
     while (heapBusy) await new Promise((r) => setTimeout(r, 20));
     const end = readStatus(pid)!;
-    const serverCpu = cpuSeconds(pid) - cpuBefore;
-    const mainCpu = mainThreadCpu(pid) - mainBefore;
+    const serverCpu = sumOver(cpuSeconds) - cpuBefore;
+    const mainCpu = sumOver(mainThreadCpu) - mainBefore;
     const clientCpu = process.cpuUsage(clientCpuBefore);
     const machineBusy = machineBusySeconds() - machineBefore;
     const processesAfter = allProcessCpu();
     const otherLoad = [...processesAfter]
-      .filter(([p]) => p !== pid && p !== process.pid)
+      .filter(([p]) => !pids.includes(p) && p !== process.pid)
       .map(([p, [comm, secs]]) => [`${comm}[${p}]`, secs - (processesBefore.get(p)?.[1] ?? 0)] as const)
       .filter(([, secs]) => secs >= 0.3)
       .sort((a, b) => b[1] - a[1]);
@@ -352,7 +378,8 @@ async function main(): Promise<void> {
         `p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${percentile(latencies, 100).toFixed(1)} ms (MAIL FROM to 250 after the dot)`,
     );
     const serverMs = Float64Array.from(
-      f.events('smtp.accepted').map((e) => Number(e.ms)).filter((ms) => Number.isFinite(ms)),
+      nodes
+        .flatMap((n) => n.events('smtp.accepted')).map((e) => Number(e.ms)).filter((ms) => Number.isFinite(ms)),
     ).sort();
     if (serverMs.length > 0) {
       console.log(
@@ -394,18 +421,22 @@ async function main(): Promise<void> {
         (otherLoad.length ? ` (top: ${otherLoad.slice(0, 4).map(([n, s]) => `${n} ${s.toFixed(1)} s`).join(', ')})` : ''),
     );
 
+    if (database) {
+      const pgCpu = otherLoad.filter(([n]) => n.startsWith('postgres')).reduce((s, [, secs]) => s + secs, 0);
+      console.log(`  PostgreSQL: ${pgCpu.toFixed(2)} s CPU over its processes (${((1e6 * pgCpu) / Math.max(1, acked)).toFixed(0)} µs per message)`);
+    }
     // What got 250 is in the store, no more, no less.
-    const db = new Database(join(f.dataDir, 'fulmar.db'), { readonly: true, fileMustExist: true });
-    const stored = new Map(
-      db
-        .prepare<[], { address: string; n: number }>(
-          `SELECT a.address, count(m.id) AS n FROM accounts a JOIN mailboxes b ON b.account_id = a.id
-           LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY a.address`,
-        )
-        .all()
-        .map((r) => [r.address, r.n]),
-    );
-    db.close();
+    const stored = new Map<string, number>();
+    const store = await f.openStore();
+    try {
+      for (let u = 0; u < USERS; u++) {
+        const account = await store.directory.getAccount(`u${u}@${DOMAIN}`);
+        const inbox = account ? await store.mail.getMailbox(account.id, 'INBOX') : null;
+        if (inbox) stored.set(account!.address, (await store.mail.mailboxCounts(inbox.id)).messages);
+      }
+    } finally {
+      await store.close();
+    }
     let mismatch = 0;
     let storedTotal = 0;
     for (let u = 0; u < USERS; u++) {
@@ -419,7 +450,7 @@ async function main(): Promise<void> {
     }
     console.log(`  store:      ${storedTotal} messages stored, ${acked} acknowledged: ${mismatch === 0 ? 'match' : 'MISMATCH'}`);
 
-    await f.stop();
+    for (const n of nodes) await n.stop();
     if (args['cpu-prof']) {
       const prof = readdirSync(scratch).find((n) => n.endsWith('.cpuprofile'));
       if (prof) {
@@ -431,9 +462,10 @@ async function main(): Promise<void> {
     }
     ok = mismatch === 0 && failures.length === 0;
   } finally {
-    await f.kill();
+    for (const n of nodes) await n.kill();
     if (args.keep) console.log(`  data folder kept: ${f.dataDir}`);
-    else f.cleanup();
+    else for (const n of nodes) n.cleanup();
+    if (database && !args.keep) database.drop();
     if (!args['cpu-prof']) rmSync(scratch, { recursive: true, force: true });
   }
   process.exitCode = ok ? 0 : 1;
