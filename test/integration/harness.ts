@@ -80,6 +80,8 @@ export interface FulmarOptions {
   nodeFlags?: string[];
   /** A postgres:// URL: the node runs on that database (several nodes may share one). */
   database?: string;
+  /** Defaults for runtime settings in this node's config file (the store's values win). */
+  configSettings?: Record<string, string>;
 }
 
 export class FulmarProcess {
@@ -118,7 +120,10 @@ export class FulmarProcess {
         // Hermetic: no test reaches the machine's own DNS. SPF/DKIM/DMARC checks are off, and
         // remote mail waits in the queue (lookups time out at a resolver nobody answers) unless
         // a test sets dns.servers to its own DNS server.
-        `[settings]\n"smtp.auth_checks" = false\n"dns.servers" = "127.0.0.1:9"\n`,
+        `[settings]\n"smtp.auth_checks" = false\n"dns.servers" = "127.0.0.1:9"\n` +
+        Object.entries(options.configSettings ?? {})
+          .map(([k, v]) => `${JSON.stringify(k)} = ${JSON.stringify(v)}\n`)
+          .join(''),
     );
     if (options.database) {
       // A top-level key: it must come before the first table.

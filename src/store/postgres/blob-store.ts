@@ -1,8 +1,10 @@
 /**
  * Message bytes for the PostgreSQL store, in one of two places chosen in the config:
  * - `database`: every blob in blob_chunks (256 KB per row), so the nodes share nothing but the
- *   database. Blobs stream into a local staging file (small ones stay in memory) and are copied
- *   into chunks by the delivery's own transaction (ensureBlobBytes), one chunk at a time.
+ *   database. Blobs stream into a local staging file (small ones stay in memory); persist()
+ *   copies a staged file into chunks, one chunk at a time, in a transaction of its own; small
+ *   ones are written by the delivery's own transaction. The staging file stays until settle(), so
+ *   the delivery can write the bytes again if another node released them meanwhile.
  * - a shared folder (every node mounts it): small blobs still go into the database with the
  *   delivery; larger ones are files there (FileBlobStore), placed by persist() before it.
  *
@@ -18,7 +20,7 @@
  *   (persist touches a deduplicated file), so no node deletes a file another is committing.
  */
 import { createReadStream } from 'node:fs';
-import { utimes } from 'node:fs/promises';
+import { stat, utimes } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { FileBlobStore } from '../blobs/file-blob-store.js';
 import { InvalidInput, NotFound } from '../../util/errors.js';
@@ -46,9 +48,22 @@ export class PgBlobStore implements BlobStore {
     return this.files.createWriter();
   }
 
-  /** Folder mode: places staged files (touching deduplicated ones). Database mode: nothing yet. */
+  /**
+   * Makes staged blobs durable and readable: database mode copies each staged file into chunks
+   * (unless the bytes are there); folder mode places the files (touching deduplicated ones).
+   * NotFound for a blob whose staging file is gone (discarded). Idempotent.
+   */
   async persist(blobs: StagedBlob[]): Promise<void> {
-    if (this.mode === 'database') return;
+    if (this.mode === 'database') {
+      const seen = new Set<string>();
+      for (const blob of blobs) {
+        if (blob.stagingPath === null || seen.has(blob.stagingPath)) continue;
+        seen.add(blob.stagingPath);
+        if (!(await fileExists(blob.stagingPath))) throw new NotFound(`staged blob ${blob.stagingPath} is gone`);
+        await this.db.tx((tx) => this.ensureBlobBytes(tx, blob));
+      }
+      return;
+    }
     await this.files.persist(blobs);
     const now = new Date();
     for (const blob of blobs) {
@@ -151,5 +166,14 @@ export class PgBlobStore implements BlobStore {
   /** After the delivery committed (or failed): removes the local staging file, if any. */
   async settle(blob: StagedBlob): Promise<void> {
     if (this.mode === 'database') await this.files.discard(blob);
+  }
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
   }
 }

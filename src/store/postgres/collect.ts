@@ -123,7 +123,7 @@ export class PgCollectStore implements CollectStore {
     const at = outcome.at.getTime();
     await this.db.query(
       `UPDATE collect_sources SET last_run_at = $1, last_ok_at = coalesce($2, last_ok_at), last_error = $3,
-         last_collected = $4, total_collected = total_collected + $4,
+         last_collected = $4::integer, total_collected = total_collected + $4::integer,
          run_until = CASE WHEN run_owner = $5 THEN NULL ELSE run_until END,
          run_owner = CASE WHEN run_owner = $5 THEN NULL ELSE run_owner END
        WHERE id = $6`,
