@@ -144,7 +144,9 @@ export class Pop3Client {
       const token = Buffer.from(`\0${user}\0${password}`, 'utf8').toString('base64');
       const reply = await this.command(`AUTH PLAIN ${token}`, { allowErr: true, secret: true });
       if (reply !== null) return;
-      // Some servers list SASL PLAIN but want the two-step form; USER/PASS is the fallback below.
+      // [AUTH] (rfc3206) says the credentials are wrong: trying them again with USER/PASS would
+      // count twice against the account at the ISP. Other refusals fall back to USER/PASS.
+      if (/^\[AUTH\]/i.test(this.lastErr)) throw denied('AUTH PLAIN', this.lastErr);
     }
     if ((await this.command(`USER ${user}`, { allowErr: true })) === null) throw denied('USER', this.lastErr);
     if ((await this.command(`PASS ${password}`, { allowErr: true, secret: true })) === null) throw denied('PASS', this.lastErr);

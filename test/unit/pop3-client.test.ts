@@ -13,6 +13,8 @@ import { createSecureContext, TLSSocket } from 'node:tls';
 
 type Script = (socket: Socket, line: string) => void;
 
+const authToken = (user: string, password: string): string => Buffer.from(`\0${user}\0${password}`).toString('base64');
+
 /** A server that greets and hands each command line to `script`. */
 async function scripted(script: Script, greeting = '+OK ready <1.2@test>\r\n'): Promise<{ port: number; server: Server; lines: string[] }> {
   const lines: string[] = [];
@@ -148,7 +150,7 @@ test('login: APOP digest, AUTH PLAIN when offered, USER/PASS otherwise; the pass
   const { port, server, lines } = await scripted((socket, line) => {
     if (line === 'CAPA') socket.write('+OK\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n');
     else if (line.startsWith('APOP ')) socket.write('+OK\r\n');
-    else if (line.startsWith('AUTH PLAIN ')) socket.write('-ERR [AUTH] wrong\r\n');
+    else if (line.startsWith('AUTH PLAIN ')) socket.write(line.includes(authToken('u', 'wrong')) ? '-ERR [AUTH] wrong\r\n' : '-ERR not now\r\n');
     else if (line.startsWith('USER ')) socket.write('+OK\r\n');
     else if (line.startsWith('PASS ')) socket.write('-ERR [AUTH] Authentication failed\r\n');
   });
@@ -164,10 +166,15 @@ test('login: APOP digest, AUTH PLAIN when offered, USER/PASS otherwise; the pass
     assert.match(e.message, /Authentication failed/);
     return true;
   });
-  assert.deepEqual(lines.slice(-4).map((l) => l.split(' ')[0]), ['CAPA', 'AUTH', 'USER', 'PASS']);
+  assert.deepEqual(lines.slice(-4).map((l) => l.split(' ')[0]), ['CAPA', 'AUTH', 'USER', 'PASS'], 'AUTH PLAIN refused without [AUTH]: USER/PASS next');
   assert.equal(Buffer.from(lines.at(-3)!.split(' ')[2]!, 'base64').toString(), '\0u\0sekrit');
   client.destroy();
   await assert.rejects(client.login({ user: 'a\r\nDELE 1', password: 'x' }), /line break/);
+  client = await connect(port);
+  const before = lines.length;
+  await assert.rejects(client.login({ user: 'u', password: 'wrong' }), /\[AUTH\] wrong/);
+  assert.deepEqual(lines.slice(before).map((l) => l.split(' ')[0]), ['CAPA', 'AUTH'], 'wrong credentials are not tried twice');
+  client.destroy();
   server.close();
   const noStamp = await scripted(() => {}, '+OK plain greeting\r\n');
   client = await connect(noStamp.port);
