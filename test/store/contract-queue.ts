@@ -362,6 +362,46 @@ export function describeQueueContract(current: () => StoreHarness): void {
       assert.equal(new Set(all).size, all.length, `a message leased twice: ${all.length - new Set(all).size}`);
       assert.deepEqual(all.sort((a, b) => a - b), queued);
     });
+
+    it('never leases one message twice when two store instances claim the same 50 due messages at once', async (t) => {
+      const h = current();
+      if (!h.childStoreExpression) {
+        t.skip('the backend provides no child-process hook');
+        return;
+      }
+      const queued: number[] = [];
+      for (let i = 0; i < 50; i++) queued.push((await enqueue([`i${i}@remote.example`])).id);
+      queued.sort((a, b) => a - b);
+      const now = Date.now() + 1;
+      // Each instance fires a burst of concurrent claims (one owner each) at the same moment,
+      // then claims until nothing is left. Returns every claim's ids, in claim order.
+      const burst = `async (store, prefix) => {
+        await new Promise((r) => setTimeout(r, ${Date.now() + 3000} - Date.now()));
+        const claim = (owner) => store.queue.claimDue(owner, new Date(${now}), 10, ${LEASE}).then((got) => got.map((m) => m.id));
+        const claims = await Promise.all([0, 1, 2, 3, 4].map((i) => claim(prefix + i)));
+        for (let i = 5; ; i++) {
+          const got = await claim(prefix + i);
+          if (got.length === 0) break;
+          claims.push(got);
+        }
+        return claims;
+      }`;
+      const child = runChild(`
+        const store = await (${h.childStoreExpression});
+        const claims = await (${burst})(store, 'child-');
+        await store.close();
+        process.stdout.write(JSON.stringify(claims));
+      `);
+      // The same source in this process: the two instances run the same claims.
+      const run = new Function(`return ${burst}`)() as (store: Store, prefix: string) => Promise<number[][]>;
+      const parent = await run(s(), 'parent-');
+      const other = JSON.parse(await child) as number[][];
+      const count = (claims: number[][]): number => claims.reduce((n, c) => n + c.length, 0);
+      t.diagnostic(`claims: this instance ${count(parent)}, the other ${count(other)}`);
+      const all = [...parent, ...other].flat();
+      assert.equal(new Set(all).size, all.length, `a message leased twice: ${all.length - new Set(all).size}`);
+      assert.deepEqual(all.sort((a, b) => a - b), queued, 'every due message leased once');
+    });
   });
 
   describe('outbound queue: administration', () => {

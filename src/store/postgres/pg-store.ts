@@ -56,9 +56,9 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     const blobs = new PgBlobStore(db, files, mode);
     const events = new PgEventBus(db);
     await events.start();
-    const directory = new PgDirectory(db, blobs, events) as unknown as DirectoryStore;
-    const mail = new PgMailStore(db, blobs, events) as unknown as MailStore;
-    const queue = new PgQueueStore(db, blobs, events) as unknown as QueueStore;
+    const directory: DirectoryStore = new PgDirectory(db, blobs, events);
+    const mail: MailStore = new PgMailStore(db, blobs, events);
+    const queue: QueueStore = new PgQueueStore(db, blobs, events);
     const collect: CollectStore = new PgCollectStore(db);
     let closing: Promise<void> | null = null;
     return {
@@ -74,7 +74,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       async sweepOrphans(minAgeMs: number): Promise<number> {
         const before = Date.now() - minAgeMs;
         const gone = await db.query(
-          `DELETE FROM blob_objects o WHERE o.created_at < $1 AND NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = o.hash) RETURNING 1 AS one`,
+          `DELETE FROM blob_objects o WHERE o.created_at <= $1 AND NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = o.hash) RETURNING 1 AS one`,
           [before],
         );
         let removed = gone.length;
