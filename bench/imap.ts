@@ -30,6 +30,9 @@
  * --big, --select-runs; --idle, --idle-messages, --idle-sources K (spread the idle connections
  * over source addresses 127.0.0.2..K+1), --notify-timeout seconds; --solo-duration; --distinct
  * (every account its own copy of each message instead of one stored message delivered to all);
+ * --postgres (Fulmar on a fresh PostgreSQL database, FULMAR_BENCH_PG or
+ * postgres://postgres@127.0.0.1:5432, dropped afterwards), --nodes N (with --postgres: N servers
+ * on it, the mix clients spread over them, CPU summed; PostgreSQL's own CPU reported apart);
  * --cpu-prof (Fulmar's CPU profile, summarised at the end), --node-flags "..." (more flags for
  * the server's node), --keep.
  * With --target host:port: --user (printf-style, %d is the client number; default u%d@bench.test),
@@ -51,6 +54,7 @@ import { localPrefix } from '../src/delivery/local.js';
 import { MessageMetaBuilder } from '../src/pipeline/message-meta.js';
 import type { LocalDelivery, Store } from '../src/store/types.js';
 import { FulmarProcess } from '../test/integration/harness.js';
+import { freshDatabase } from './pg-database.js';
 import { ImapClient, type Reply } from './imap-client.js';
 import { dateOf, expectedSubjectMatches, flagsOf, messageOf, rng, SEARCH_TERMS } from './imap-corpus.js';
 import { allProcessCpu, machineBusySeconds, mb, otherLoad, percentile, processTree, summarizeProfile, treeCpu, treeMemory, type TreeMemory } from './proc-stats.js';
@@ -80,6 +84,8 @@ const { values: args } = parseArgs({
     'node-flags': { type: 'string', default: '' },
     keep: { type: 'boolean', default: false },
     distinct: { type: 'boolean', default: false },
+    postgres: { type: 'boolean', default: false },
+    nodes: { type: 'string', default: '1' },
   },
 });
 
@@ -127,6 +133,9 @@ const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t))
 interface Server {
   host: string;
   port: number;
+  /** More nodes of the same site (the mix clients are spread over `port` and these). */
+  morePorts?: number[];
+  morePids?: number[];
   /** Root of the server's process tree (memory and CPU are summed over it), if known. */
   pid: number | null;
   /** Delivers one message to the idle account; resolves when the server acknowledged it. */
@@ -365,7 +374,8 @@ async function mixClient(
   const problem = (p: string): void => {
     if (result.problems.length < 200) result.problems.push(`client ${k}: ${p}`);
   };
-  const c = await ImapClient.login(server.host, server.port, userOf(k), PASSWORD);
+  const ports = [server.port, ...(server.morePorts ?? [])];
+  const c = await ImapClient.login(server.host, ports[k % ports.length]!, userOf(k), PASSWORD);
   let r = await c.command('SELECT INBOX');
   if (r.status !== 'OK') throw new Error(`SELECT: ${r.status} ${r.text}`);
   r = await c.command('UID SEARCH ALL', { collectSearch: true });
@@ -459,7 +469,7 @@ async function mixPhase(server: Server): Promise<boolean> {
   const startMeasure = setTimeout(() => {
     if (server.pid !== null) {
       baseline = treeMemory(server.pid);
-      cpuBefore = treeCpu(server.pid);
+      cpuBefore = treeCpu(server.pid) + (server.morePids ?? []).reduce((s, p) => s + treeCpu(p), 0);
     }
     machineBefore = machineBusySeconds();
     processesBefore = allProcessCpu();
@@ -470,12 +480,13 @@ async function mixPhase(server: Server): Promise<boolean> {
   clearInterval(poll);
   // The measured window ends when the last command started before `until` finished.
   const elapsed = (performance.now() - recordFrom) / 1000;
-  const serverCpu = server.pid !== null ? treeCpu(server.pid) - cpuBefore : NaN;
+  const serverCpu = server.pid !== null ? treeCpu(server.pid) + (server.morePids ?? []).reduce((s, p) => s + treeCpu(p), 0) - cpuBefore : NaN;
   const clientCpu = process.cpuUsage(clientBefore.v);
   const clientSeconds = (clientCpu.user + clientCpu.system) / 1e6;
   const machineBusy = machineBusySeconds() - machineBefore;
   const exclude = new Set<number>([process.pid]);
   if (server.pid !== null) for (const p of processTree(server.pid)) exclude.add(p);
+  for (const more of server.morePids ?? []) for (const p of processTree(more)) exclude.add(p);
   const others = otherLoad(processesBefore, exclude);
   const end = server.pid !== null ? treeMemory(server.pid) : null;
   for (const s of settled) if (s.status === 'rejected') result.problems.push(`client failed: ${(s.reason as Error).message}`);
@@ -584,8 +595,13 @@ async function againstFulmar(): Promise<boolean> {
     'imap.max_connections': limit,
     'imap.max_connections_per_ip': limit,
   };
-  console.log(`imap bench against Fulmar${nodeFlags.length ? ` (server flags: ${nodeFlags.join(' ')})` : ''}`);
-  const f = await FulmarProcess.create({ settings, nodeFlags });
+  const NODES = Number(args.nodes);
+  if (NODES > 1 && !args.postgres) throw new Error('--nodes needs --postgres');
+  const database = args.postgres ? freshDatabase() : undefined;
+  console.log(`imap bench against Fulmar${database ? ` on PostgreSQL (${NODES} node(s))` : ''}${nodeFlags.length ? ` (server flags: ${nodeFlags.join(' ')})` : ''}`);
+  const f = await FulmarProcess.create({ settings, nodeFlags, ...(database ? { database: database.url } : {}) });
+  const moreNodes: FulmarProcess[] = [];
+  for (let n = 1; n < NODES; n++) moreNodes.push(await FulmarProcess.create({ nodeFlags, database: database!.url }));
   let ok = true;
   try {
     const tc = performance.now();
@@ -609,12 +625,15 @@ async function againstFulmar(): Promise<boolean> {
       `  ${addresses.length} accounts in ${((tf - tc) / 1000).toFixed(1)} s; filled ${rows.toLocaleString('en')} messages (${distinct.toLocaleString('en')} distinct) in ${((performance.now() - tf) / 1000).toFixed(1)} s (store API, group commit)`,
     );
     await f.start();
+    for (const n of moreNodes) await n.start();
     const pid = f.child!.pid!;
-    console.log(`  server pid ${pid}, data ${f.dataDir}`);
+    console.log(`  server pid ${[pid, ...moreNodes.map((n) => n.child!.pid!)].join(', ')}, data ${f.dataDir}`);
     await sleep(500);
     const server: Server = {
       host: '127.0.0.1',
       port: f.ports.imap,
+      morePorts: moreNodes.map((n) => n.ports.imap),
+      morePids: moreNodes.map((n) => n.child!.pid!),
       pid,
       deliver: (index) => smtpDeliver(f.ports.smtp, args['idle-user'], messageOf(index, args['idle-user'])),
       async restart() {
@@ -636,6 +655,11 @@ async function againstFulmar(): Promise<boolean> {
       if (profiles.length === 0) console.log('  no CPU profile was written (did the server exit cleanly?)');
     }
   } finally {
+    for (const n of moreNodes) {
+      await n.kill();
+      n.cleanup();
+    }
+    if (database && !args.keep) database.drop();
     await f.kill();
     if (args.keep) console.log(`  data folder kept: ${f.dataDir}`);
     else f.cleanup();

@@ -24,8 +24,8 @@ import { connect, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { spawnSync } from 'node:child_process';
 import { FulmarProcess } from '../test/integration/harness.js';
+import { freshDatabase } from './pg-database.js';
 import { allProcessCpu, cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, summarizeProfile } from './proc-stats.js';
 
 const { values: args } = parseArgs({
@@ -268,19 +268,6 @@ async function heapReport(pid: number, dir: string, t0: number): Promise<HeapSam
 
 // ---------------------------------------------------------------------------------------------
 
-
-/** A database of its own on the PostgreSQL server (created by the first node, dropped after). */
-function freshDatabase(): { url: string; drop(): void } {
-  const base = new URL(process.env['FULMAR_BENCH_PG'] ?? 'postgres://postgres@127.0.0.1:5432/postgres');
-  const name = `fulmar_bench_${process.pid}_${Date.now()}`;
-  base.pathname = `/${name}`;
-  return {
-    url: base.toString(),
-    drop: () => {
-      spawnSync('psql', ['-h', base.hostname, '-p', base.port || '5432', '-U', base.username || 'postgres', '-d', 'postgres', '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`], { stdio: 'ignore' });
-    },
-  };
-}
 
 async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'fulmar-bench-out-'));
