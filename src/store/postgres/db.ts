@@ -11,6 +11,7 @@
  * - Errors of PostgreSQL keep their SQLSTATE in `code`; `isUniqueViolation` & co. name the ones
  *   the adapter maps to the store's typed errors.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { TemporaryFailure } from '../../util/errors.js';
 
@@ -73,11 +74,11 @@ export class Db implements Queryable {
   }
 
   async query<R extends Row = Row>(sql: string, params: unknown[] = []): Promise<R[]> {
-    return (await this.pool.query<R>(sql, params)).rows;
+    return (await this.pool.query<R>(prepared(sql, params))).rows;
   }
 
   async one<R extends Row = Row>(sql: string, params: unknown[] = []): Promise<R | undefined> {
-    return (await this.pool.query<R>(sql, params)).rows[0];
+    return (await this.pool.query<R>(prepared(sql, params))).rows[0];
   }
 
   /** Runs `work` in a transaction (READ COMMITTED unless told), retrying transient conflicts. */
@@ -124,12 +125,28 @@ export class Db implements Queryable {
 function wrap(client: pg.PoolClient): Queryable {
   return {
     async query<R extends Row = Row>(sql: string, params: unknown[] = []): Promise<R[]> {
-      return (await client.query<R>(sql, params)).rows;
+      return (await client.query<R>(prepared(sql, params))).rows;
     },
     async one<R extends Row = Row>(sql: string, params: unknown[] = []): Promise<R | undefined> {
-      return (await client.query<R>(sql, params)).rows[0];
+      return (await client.query<R>(prepared(sql, params))).rows[0];
     },
   };
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * Every statement of the adapter runs as a named prepared statement: PostgreSQL parses and plans
+ * it once per connection instead of at every call (about half of its CPU per delivery). The
+ * name is derived from the SQL text, so one text is one statement on every connection.
+ */
+function prepared(text: string, values: unknown[]): pg.QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `f_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    if (statementNames.size < 10_000) statementNames.set(text, name);
+  }
+  return { name, text, values };
 }
 
 export function sqlState(error: unknown): string | null {
