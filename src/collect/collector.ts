@@ -84,6 +84,8 @@ export interface SourceReport {
 /** A run's claim lasts this long and is renewed while the run goes on. */
 const RUN_LEASE_MS = 2 * 60_000;
 const RUN_RENEW_MS = 30_000;
+/** Deliveries committing while the next messages download. */
+const MAX_COMMITS_IN_FLIGHT = 8;
 const DAY_MS = 86_400_000;
 
 interface Plan {
@@ -221,27 +223,52 @@ async function runSession(source: CollectSource, plan: Plan, services: Collector
     const globalMax = settings.get('smtp.max_message_size');
     const order = config.smallFirst ? [...listing].sort((a, b) => a.size - b.size || a.number - b.number) : listing;
     const cycleKeys = new Set<string>();
-    for (const m of order) {
-      const key = keys.get(m.number) ?? null;
-      const known = key === null ? undefined : seen.get(key);
-      if (known?.state === 'collected') {
-        if (await deleteIfDue(client, m, known, config, services)) report.deleted++;
-        else report.left++;
-        continue;
+    // Downloads go on while earlier messages commit (their fsyncs shared by the group commit);
+    // DELEs are sent after every commit settled, before QUIT (they count only at QUIT anyway).
+    const deletions: number[] = [];
+    const commits: Array<Promise<void>> = [];
+    const unsettled = new Set<Promise<void>>();
+    let failure: unknown = null;
+    try {
+      for (const m of order) {
+        const key = keys.get(m.number) ?? null;
+        const known = key === null ? undefined : seen.get(key);
+        if (known?.state === 'collected') {
+          if (dueForDeletion(known, config, services)) deletions.push(m.number);
+          continue;
+        }
+        const large = (config.maxDownloadSize > 0 && m.size >= config.maxDownloadSize) || (globalMax > 0 && m.size > globalMax);
+        if (large) {
+          report.messages.push(await handleLarge(client, m, key ?? `size-${m.number}-${m.size}`, known, source, plan, services, settings));
+          if (config.deleteLarge) deletions.push(m.number);
+          continue;
+        }
+        const job = await collectOne(client, m, key, seen, source, plan, services, settings, cycleKeys);
+        report.messages.push(job.report);
+        const settled: Promise<void> = job.done.then(
+          (dele) => {
+            if (job.report.outcome === 'delivered') report.collected++;
+            if (dele) deletions.push(m.number);
+          },
+          (error: unknown) => {
+            failure ??= error;
+          },
+        );
+        commits.push(settled);
+        unsettled.add(settled);
+        void settled.then(() => unsettled.delete(settled));
+        if (unsettled.size >= MAX_COMMITS_IN_FLIGHT) await Promise.race(unsettled);
       }
-      const large = (config.maxDownloadSize > 0 && m.size >= config.maxDownloadSize) || (globalMax > 0 && m.size > globalMax);
-      if (large) {
-        report.messages.push(await handleLarge(client, m, key ?? `size-${m.number}-${m.size}`, known, source, plan, services, settings));
-        if (config.deleteLarge) report.deleted++;
-        else report.left++;
-        continue;
-      }
-      const result = await collectOne(client, m, key, seen, source, plan, services, settings, cycleKeys);
-      report.messages.push(result.report);
-      if (result.report.outcome === 'delivered') report.collected++;
-      if (result.deleted) report.deleted++;
-      else report.left++;
-      if (result.stop) break;
+    } finally {
+      // Whatever happened on the connection, the deliveries under way finish (or fail) first.
+      await Promise.allSettled(commits);
+    }
+    for (const n of deletions.sort((a, b) => a - b)) await client.dele(n);
+    report.deleted = deletions.length;
+    report.left = listing.length - deletions.length;
+    if (failure !== null) {
+      report.error = failure instanceof Error ? failure.message : String(failure);
+      log.warn({ event: 'collect.commit_failed', source: source.name, error: report.error }, `${plan.label}: a delivery failed (${report.error}); that message stays on the server`);
     }
     if (!(await client.quit())) log.warn({ event: 'collect.quit_failed', source: source.name }, `${plan.label}: QUIT was not acknowledged; deletions are retried next run`);
     log.info(
@@ -253,14 +280,11 @@ async function runSession(source: CollectSource, plan: Plan, services: Collector
   }
 }
 
-/** A message collected before: deleted unless left on the server and not yet old enough. */
-async function deleteIfDue(client: Pop3Client, m: Pop3Listing, known: SeenRemoteMessage, config: RemoteMailboxConfig, services: CollectorServices): Promise<boolean> {
-  if (config.leaveOnServer) {
-    if (config.deleteAfterDays === 0) return false;
-    if (services.now().getTime() - known.firstSeen.getTime() < config.deleteAfterDays * DAY_MS) return false;
-  }
-  await client.dele(m.number);
-  return true;
+/** A message collected before is deleted unless left on the server and not yet old enough. */
+function dueForDeletion(known: SeenRemoteMessage, config: RemoteMailboxConfig, services: CollectorServices): boolean {
+  if (!config.leaveOnServer) return true;
+  if (config.deleteAfterDays === 0) return false;
+  return services.now().getTime() - known.firstSeen.getTime() >= config.deleteAfterDays * DAY_MS;
 }
 
 async function handleLarge(
@@ -293,7 +317,6 @@ async function handleLarge(
       }
     } else notes.push(`cannot warn the postmaster ${plan.postmaster}: ${verdict.detail}`);
   }
-  if (config.deleteLarge) await client.dele(m.number);
   services.log.info({ event: 'collect.large', source: source.name, uidl: key, size: m.size, limit, deleted: config.deleteLarge }, `${plan.label}: message ${key} (${m.size} bytes) not downloaded`);
   return { uidl: key, size: m.size, outcome: 'large', copies: [], notes };
 }
@@ -329,8 +352,10 @@ async function collectOne(
   services: CollectorServices,
   settings: SettingsSnapshot,
   cycleKeys: Set<string>,
-): Promise<{ report: MessageReport; deleted: boolean; stop: boolean }> {
+): Promise<{ report: MessageReport; done: Promise<boolean> }> {
   const { config } = plan;
+  /** Nothing more to wait for: `dele` says whether the message may be deleted from the server. */
+  const settled = (dele: boolean): Promise<boolean> => Promise.resolve(dele);
   const { store, log } = services;
   const globalMax = settings.get('smtp.max_message_size');
   const limit = globalMax > 0 ? globalMax : Infinity;
@@ -353,7 +378,7 @@ async function collectOne(
     await archiveFile?.discard();
     report.notes.push(`refused by the pipeline (${spooled.reason}, ${spooled.size} bytes): left on the server`);
     log.warn({ event: 'collect.refused', source: source.name, number: m.number, reason: spooled.reason }, `${plan.label}: message ${m.number} refused (${spooled.reason}); left on the server`);
-    return { report, deleted: false, stop: false };
+    return { report, done: settled(false) };
   }
   const key = knownKey ?? headerKey(spooled.header);
   report.uidl = key;
@@ -363,8 +388,7 @@ async function collectOne(
     await store.blobs.discard(spooled.blob);
     await archiveFile?.discard();
     report.outcome = 'deleted';
-    const deleted = await deleteIfDue(client, m, already, config, services);
-    return { report, deleted, stop: false };
+    return { report, done: settled(dueForDeletion(already, config, services)) };
   }
 
   const fields = parseHeaderBlock(Buffer.concat([spooled.header, Buffer.from('\r\n')]), { final: true }).fields;
@@ -399,7 +423,7 @@ async function collectOne(
     }
     report.outcome = 'duplicate';
     log.info({ event: 'collect.duplicate', source: source.name, uidl: key, key: routing.dedupeKey }, `${plan.label}: message ${key} is a duplicate`);
-    return { report, deleted: await deleteAfterCollect(client, m, config), stop: false };
+    return { report, done: settled(!config.leaveOnServer) };
   }
 
   const tx = new MessageTransaction(
@@ -421,7 +445,7 @@ async function collectOne(
       await archiveFile?.discard();
       report.notes.push(`${copy.address}: ${verdict.detail}; left on the server for the next run`);
       log.warn({ event: 'collect.deferred', source: source.name, uidl: key, to: copy.address, reason: verdict.reason }, `${plan.label}: ${verdict.detail}; message left on the server`);
-      return { report, deleted: false, stop: false };
+      return { report, done: settled(false) };
     }
     report.notes.push(`${copy.address}: ${verdict.detail}; the postmaster gets it`);
     const note = `X-Fulmar-Collect-Note: not delivered to ${copy.address}: ${verdict.detail.replace(/[\r\n]/g, ' ')}\r\n`;
@@ -432,45 +456,56 @@ async function collectOne(
     await archiveFile?.discard();
     report.notes.push(`no recipient could take it (is there a postmaster ${plan.postmaster}?): left on the server`);
     log.warn({ event: 'collect.undeliverable', source: source.name, uidl: key }, `${plan.label}: message ${key} has no recipient that can take it; left on the server`);
-    return { report, deleted: false, stop: false };
+    return { report, done: settled(false) };
   }
   const dedupe = routing.dedupeKey === null ? [] : accepted.map((c) => ({ key: routing.dedupeKey!, recipient: c.address.toLowerCase() }));
+  // Reserved now, before the commit: a copy of this message downloaded while it commits is a
+  // duplicate too. Released if the commit does not happen.
+  const reserved = dedupe.map((pair) => `${pair.key}\n${pair.recipient}`);
+  for (const k of reserved) cycleKeys.add(k);
+  const release = (): void => {
+    for (const k of reserved) cycleKeys.delete(k);
+  };
   // The archive file is in place before the commit: a crash between leaves an archive copy
   // of a message collected again next run, under the same name (so, still one copy).
-  await archiveFile?.commit(key, source);
   try {
-    const result = await tx.commit({
-      trace: receivedLine(client, source, plan, key, at, services.hostname),
-      collected: { sourceId: source.id, uidl: key, state: 'collected', at, dedupe },
-      ...(plan.archive && 'accountId' in plan.archive ? { rawCopies: [plan.archive] } : {}),
-    });
-    if (!result.ok) {
-      report.notes.push(`refused by the pipeline (${result.reason}): left on the server`);
-      return { report, deleted: false, stop: false };
-    }
+    await archiveFile?.commit(key, source);
   } catch (e) {
-    if (e instanceof AlreadyExists) {
-      // Another collector delivered it meanwhile: it is collected, once.
-      report.outcome = 'duplicate';
-      return { report, deleted: await deleteAfterCollect(client, m, config), stop: false };
-    }
+    release();
+    await tx.abort();
     throw e;
   }
-  for (const pair of dedupe) cycleKeys.add(`${pair.key}\n${pair.recipient}`);
-  report.outcome = 'delivered';
-  report.copies = accepted.map((c) => ({ address: c.address, source: c.source }));
-  log.info(
-    { event: 'collect.delivered', source: source.name, uidl: key, size: m.size, from: routing.mailFrom, to: report.copies },
-    `${plan.label}: message ${key} delivered to ${report.copies.map((c) => `${c.address} (${c.source})`).join(', ')}`,
-  );
-  return { report, deleted: await deleteAfterCollect(client, m, config), stop: false };
-}
-
-/** Just collected: deleted now unless the source leaves mail on the server. */
-async function deleteAfterCollect(client: Pop3Client, m: Pop3Listing, config: RemoteMailboxConfig): Promise<boolean> {
-  if (config.leaveOnServer) return false;
-  await client.dele(m.number);
-  return true;
+  const done = (async (): Promise<boolean> => {
+    try {
+      const result = await tx.commit({
+        trace: receivedLine(client, source, plan, key, at, services.hostname),
+        collected: { sourceId: source.id, uidl: key, state: 'collected', at, dedupe },
+        ...(plan.archive && 'accountId' in plan.archive ? { rawCopies: [plan.archive] } : {}),
+      });
+      if (!result.ok) {
+        release();
+        report.notes.push(`refused by the pipeline (${result.reason}): left on the server`);
+        return false;
+      }
+    } catch (e) {
+      if (e instanceof AlreadyExists) {
+        // Another collector delivered it meanwhile: it is collected, once.
+        report.outcome = 'duplicate';
+        return !config.leaveOnServer;
+      }
+      release();
+      report.notes.push(`not delivered (${e instanceof Error ? e.message : String(e)}): left on the server`);
+      throw e;
+    }
+    report.outcome = 'delivered';
+    report.copies = accepted.map((c) => ({ address: c.address, source: c.source }));
+    log.info(
+      { event: 'collect.delivered', source: source.name, uidl: key, size: m.size, from: routing.mailFrom, to: report.copies },
+      `${plan.label}: message ${key} delivered to ${report.copies.map((c) => `${c.address} (${c.source})`).join(', ')}`,
+    );
+    return !config.leaveOnServer;
+  })();
+  return { report, done };
 }
 
 function receivedLine(client: Pop3Client, source: CollectSource, plan: Plan, key: string, at: Date, hostname: string): Buffer {
