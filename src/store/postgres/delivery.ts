@@ -17,10 +17,10 @@
  * before, not while, other deliveries to the same mailbox wait; a mailbox row is still held
  * from its UPDATE to COMMIT, so deliveries to one mailbox commit one after the other (one WAL
  * flush each), while deliveries to different mailboxes share flushes. Deliveries lock in one
- * order (blob_refs, mailboxes by id, accounts by id), so they never deadlock with each other.
- * IMAP writes (message-ops.ts) lock mailbox, account, then blob_refs (COPY adds references,
- * EXPUNGE releases them): one of them and a delivery of the same blob to the same account can
- * deadlock; PostgreSQL detects it (after deadlock_timeout) and Db.tx retries the loser.
+ * order (blob_refs, mailboxes by id, accounts by id), so they never deadlock with each other;
+ * IMAP writes (message-ops.ts) take the same order. Account removal (directory.ts) cannot (it
+ * learns the blobs to release last): with a delivery to the account being removed it may
+ * deadlock, which PostgreSQL detects (after deadlock_timeout) and Db.tx retries.
  *
  * Invariants
  * - Durable before acknowledged: the promise resolves after COMMIT returned.
