@@ -229,6 +229,8 @@ export function describeImapContract(current: () => Store): void {
       assert.equal((await box(a, 'T/B/C')).id, ids.get('T/B/B/C'));
       assert.equal((await box(a, 'T/C')).id, ids.get('T/B/C'));
       assert.equal(await s().mail.getMailbox(a, 'T/B'), null);
+      // The subscriptions move with the names: none is lost where an old and a new name meet.
+      assert.deepEqual((await s().mail.listSubscriptions(a)).filter((n) => n.startsWith('T')).sort(), ['T', 'T/B/C', 'T/C']);
     });
 
     it('renames INBOX: a new mailbox takes its messages and UIDs; INBOX stays, empty, with its UIDVALIDITY', async () => {

@@ -90,9 +90,10 @@ export class MailboxOps {
       for (const { box, name } of renames) setName.run(name, box.id);
       const subscribed = this.w.sql<[number, string]>('DELETE FROM subscriptions WHERE account_id = ? AND name = ?');
       const subscribe = this.w.sql<[number, string]>('INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)');
-      for (const { box, name } of renames) {
-        if (subscribed.run(accountId, box.name).changes > 0) subscribe.run(accountId, name);
-      }
+      // All old names first, then all new ones: renaming T/B to T moves T/B/C to T/C while T/B/B/C
+      // moves to T/B/C, a name that was old too; one by one, the second would be dropped again.
+      const moved = renames.filter(({ box }) => subscribed.run(accountId, box.name).changes > 0);
+      for (const { name } of moved) subscribe.run(accountId, name);
       const events = this.createSuperiors(accountId, toName);
       for (const { box } of renames) events.push({ type: 'mailbox', accountId, mailboxId: box.id, change: 'renamed' });
       return { value: undefined, events };
