@@ -98,7 +98,12 @@ interface Plan {
   archive: { accountId: number; mailbox: string } | { folder: string } | null;
 }
 
-export async function collectSource(source: CollectSource, services: CollectorServices): Promise<SourceReport> {
+/**
+ * Collects one source. `cycleKeys` are the (dedupe key, recipient) pairs delivered in this cycle
+ * so far: collectAll shares one set among the sources of a domain (a primary host and its extra
+ * hosts), so a message found in two of its mailboxes is delivered once.
+ */
+export async function collectSource(source: CollectSource, services: CollectorServices, cycleKeys = new Set<string>()): Promise<SourceReport> {
   const started = Date.now();
   const report: SourceReport = { source: source.name, kind: source.kind, busy: false, error: null, collected: 0, deleted: 0, left: 0, messages: [], ms: 0 };
   const { store, log, owner } = services;
@@ -112,7 +117,7 @@ export async function collectSource(source: CollectSource, services: CollectorSe
   renew.unref();
   try {
     const plan = await planFor(source, services);
-    await runSession(source, plan, services, report);
+    await runSession(source, plan, services, report, cycleKeys);
   } catch (e) {
     report.error = e instanceof Error ? e.message : String(e);
     log.warn({ event: 'collect.failed', kind: source.kind, source: source.name, error: report.error }, `collecting ${source.name} failed: ${report.error}`);
@@ -192,7 +197,7 @@ async function archiveOf(config: DomainPopConfig, directory: Directory): Promise
   return { accountId: account.id, mailbox: slash < 0 ? 'INBOX' : target.slice(slash + 1) };
 }
 
-async function runSession(source: CollectSource, plan: Plan, services: CollectorServices, report: SourceReport): Promise<void> {
+async function runSession(source: CollectSource, plan: Plan, services: CollectorServices, report: SourceReport, cycleKeys: Set<string>): Promise<void> {
   const { config } = plan;
   const { store, log } = services;
   const client = await Pop3Client.connect({ host: config.host, port: config.port, tls: config.tls, verify: !config.insecure });
@@ -222,7 +227,6 @@ async function runSession(source: CollectSource, plan: Plan, services: Collector
     const settings = await services.settings.snapshot();
     const globalMax = settings.get('smtp.max_message_size');
     const order = config.smallFirst ? [...listing].sort((a, b) => a.size - b.size || a.number - b.number) : listing;
-    const cycleKeys = new Set<string>();
     // Downloads go on while earlier messages commit (their fsyncs shared by the group commit);
     // DELEs are sent after every commit settled, before QUIT (they count only at QUIT anyway).
     const deletions: number[] = [];

@@ -31,11 +31,34 @@ export async function sourcesToRun(services: CollectorServices, name?: string): 
   return all.filter((s) => s.kind === 'domainpop' || multipop);
 }
 
-/** Collects every source in turn; one failing source never stops the others. */
+/**
+ * Collects every source in turn; one failing source never stops the others. The DomainPOP
+ * sources of one domain share their in-cycle dedupe keys (MDaemon's extra hosts).
+ */
 export async function collectAll(services: CollectorServices, name?: string): Promise<SourceReport[]> {
   const reports: SourceReport[] = [];
-  for (const source of await sourcesToRun(services, name)) reports.push(await collectSource(source, services));
+  const byDomain = new Map<string, Set<string>>();
+  for (const source of await sourcesToRun(services, name)) {
+    let keys: Set<string> | undefined;
+    if (source.kind === 'domainpop') {
+      const domain = domainOf(source.config);
+      if (domain !== null) {
+        keys = byDomain.get(domain) ?? new Set<string>();
+        byDomain.set(domain, keys);
+      }
+    }
+    reports.push(await collectSource(source, services, keys));
+  }
   return reports;
+}
+
+function domainOf(config: string): string | null {
+  try {
+    const domain = (JSON.parse(config) as { domain?: unknown }).domain;
+    return typeof domain === 'string' ? domain.toLowerCase() : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The server's collection timer. */
