@@ -44,7 +44,10 @@ after(async () => {
   a?.cleanup();
   b?.cleanup();
   await sink?.stop();
-  const admin = new pg.Client({ connectionString: BASE });
+  // The maintenance database: BASE's own database need not exist (CI names a fresh one).
+  const maintenance = new URL(BASE);
+  maintenance.pathname = '/postgres';
+  const admin = new pg.Client({ connectionString: maintenance.toString() });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS "${DB_NAME}" WITH (FORCE)`);
   await admin.end();
