@@ -12,7 +12,7 @@ import { registerUserCommands } from './cli/user.js';
 const program = new Command();
 program
   .name('fulmar')
-  .description('Fulmar: an all-in-one mail server (SMTP, submission, POP3, IMAP) with an embedded store')
+  .description('Fulmar: an all-in-one mail server (SMTP, submission, POP3, IMAP, DomainPOP/MultiPOP) on an embedded store or PostgreSQL')
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)')
   .configureOutput({ outputError: (text, write) => write(`fulmar: ${text.replace(/^error: /, '')}`) });
@@ -40,7 +40,8 @@ Examples:
   fulmar collect run                       collect from every DomainPOP/MultiPOP source now
   fulmar migrate --to postgres://db/fulmar copy this site into PostgreSQL (then set database = ... in the config)
 
-Every command takes --data DIR (default ./data) and --config FILE (default ./fulmar.toml).`,
+Every command takes --data DIR (default ./data), --config FILE (default ./fulmar.toml) and
+--database URL (default the embedded store; postgres://... to run on PostgreSQL).`,
 );
 
 await program.parseAsync(process.argv);
