@@ -832,7 +832,9 @@ print(json.dumps(out))`,
   assert.equal(out.quit, '+OK Bye, 0 messages deleted');
   const growthMb = (peak - baseline) / 1024;
   console.log(`# RETR ${(bytes.length / 1048576).toFixed(1)} MB over TLS: ${elapsed} ms, server RSS ${Math.round(baseline / 1024)} MB before, peak growth ${growthMb.toFixed(1)} MB (${hwmReset ? 'VmHWM' : 'sampled'})`);
-  assert.ok(growthMb < 25, `server RSS grew by ${growthMb.toFixed(1)} MB during a 50 MB RETR`);
+  // Holding the message would take at least its 50 MB; streaming costs socket and TLS buffers and
+  // garbage not yet collected, measured from 1.6 to 32.6 MB here depending on GC timing.
+  assert.ok(growthMb < 40, `server RSS grew by ${growthMb.toFixed(1)} MB during a 50 MB RETR`);
 });
 
 test(
