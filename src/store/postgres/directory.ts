@@ -26,7 +26,7 @@ import { releaseBlobRefs } from './blob-refs.js';
 import type { PgBlobStore } from './blob-store.js';
 import { isUniqueViolation, type Db, type Queryable } from './db.js';
 import { insertMailbox } from './mailboxes.js';
-import { ACCOUNT_SELECT, DOMAIN_COLUMNS, toAccount, toDomain, type AccountRow, type DomainRow } from './rows.js';
+import { ACCOUNT_SELECT, DOMAIN_COLUMNS, toAccount, toDomain, type AccountRow, type DomainRow } from '../rows.js';
 
 interface DkimRow {
   selector: string;

@@ -33,7 +33,7 @@ import { PgDelivery } from './delivery.js';
 import { PgMailboxOps } from './mailbox-ops.js';
 import { PgMessageOps } from './message-ops.js';
 import { PgMessageReads } from './message-reads.js';
-import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
+import { MESSAGE_COLUMNS, toMessage, type MessageRow } from '../rows.js';
 import { indexBlobMessages, parseSearchFields } from './search-rows.js';
 
 export class PgMailStore implements MailStore {

@@ -30,7 +30,7 @@ import type { PgBlobStore } from './blob-store.js';
 import { releaseBlobRefs } from './blob-refs.js';
 import { isForeignKeyViolation, isUniqueViolation, type Db, type Queryable } from './db.js';
 import { insertMailbox } from './mailboxes.js';
-import { MAILBOX_SELECT, toMailbox, type MailboxRow } from './rows.js';
+import { MAILBOX_SELECT, toMailbox, type MailboxRow } from '../rows.js';
 
 const SPECIAL_USES: ReadonlySet<string> = new Set<SpecialUse>(['\\Sent', '\\Drafts', '\\Trash', '\\Junk', '\\Archive']);
 

@@ -10,7 +10,7 @@
 import { InvalidInput, NotFound } from '../../util/errors.js';
 import type { BlobMeta, MailboxCounts, MessageFlags, MessageWithMeta, SearchField } from '../types.js';
 import type { Queryable } from './db.js';
-import { MESSAGE_WITH_META_SELECT, toMessageWithMeta, type MessageWithMetaRow } from './rows.js';
+import { MESSAGE_WITH_META_SELECT, toMessageWithMeta, type MessageWithMetaRow } from '../rows.js';
 import { SEARCH_COLUMNS } from './search-rows.js';
 
 // The exact text of the canonical flags inside the JSON column (flags.ts keeps them canonical).

@@ -25,83 +25,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { InvalidInput, NotFound } from '../../util/errors.js';
+import { byQueueId, QUEUE_MESSAGE_COLUMNS, QUEUE_RECIPIENT_COLUMNS, toQueued, WAITING, type QueueMessageRow, type QueueRecipientRow } from '../queue-rows.js';
 import type { EventBus, LeasedMessage, QueuedMessage, QueueStore, RecipientResult } from '../types.js';
 import { releaseBlobRefs } from './blob-refs.js';
 import type { PgBlobStore } from './blob-store.js';
 import type { Db, Queryable } from './db.js';
 
-interface QueueMessageRow {
-  id: number;
-  blob_hash: string;
-  size: number;
-  mail_from: string;
-  env_id: string | null;
-  ret: 'FULL' | 'HDRS' | null;
-  created_at: number;
-  held: boolean;
-  prefix: Buffer | null;
-  [column: string]: unknown;
-}
-
-interface QueueRecipientRow {
-  id: number;
-  queue_id: number;
-  address: string;
-  orcpt: string | null;
-  notify: string | null;
-  status: QueuedMessage['recipients'][number]['status'];
-  attempts: number;
-  next_attempt_at: number;
-  last_error: string | null;
-  remote_mta: string | null;
-  delay_warned: boolean;
-  [column: string]: unknown;
-}
-
-const MESSAGE_COLUMNS = 'id, blob_hash, size, mail_from, env_id, ret, created_at, held, prefix';
-const RECIPIENT_COLUMNS = 'id, queue_id, address, orcpt, notify, status, attempts, next_attempt_at, last_error, remote_mta, delay_warned';
-
-/** The statuses of a recipient still waiting for delivery (the partial index queue_recipients_waiting). */
-const WAITING = `status IN ('queued', 'deferred')`;
-
 const OUTCOMES: ReadonlySet<string> = new Set<RecipientResult['outcome']>(['delivered', 'deferred', 'failed']);
-
-function toQueued(m: QueueMessageRow, recipients: QueueRecipientRow[]): QueuedMessage {
-  return {
-    id: m.id,
-    blobHash: m.blob_hash,
-    prefix: m.prefix ?? Buffer.alloc(0),
-    size: m.size,
-    mailFrom: m.mail_from,
-    createdAt: new Date(m.created_at),
-    envId: m.env_id,
-    ret: m.ret,
-    held: m.held,
-    recipients: recipients.map((r) => ({
-      id: r.id,
-      address: r.address,
-      orcpt: r.orcpt,
-      notify: r.notify,
-      status: r.status,
-      attempts: r.attempts,
-      nextAttemptAt: new Date(r.next_attempt_at),
-      lastError: r.last_error,
-      remoteMta: r.remote_mta,
-      delayWarned: r.delay_warned,
-    })),
-  };
-}
-
-/** Groups recipient rows (ordered by queue_id) by their message. */
-function byQueueId(recipients: QueueRecipientRow[]): Map<number, QueueRecipientRow[]> {
-  const byQueue = new Map<number, QueueRecipientRow[]>();
-  for (const r of recipients) {
-    const list = byQueue.get(r.queue_id);
-    if (list) list.push(r);
-    else byQueue.set(r.queue_id, [r]);
-  }
-  return byQueue;
-}
 
 export class PgQueueStore implements QueueStore {
   /** Names this instance's leases (see the module invariants). */
@@ -119,8 +49,8 @@ export class PgQueueStore implements QueueStore {
     // One snapshot for messages and recipients.
     return this.db.tx(async (tx) => {
       await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-      const messages = await tx.query<QueueMessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM queue_messages ORDER BY id`);
-      const recipients = await tx.query<QueueRecipientRow>(`SELECT ${RECIPIENT_COLUMNS} FROM queue_recipients ORDER BY queue_id, id`);
+      const messages = await tx.query<QueueMessageRow>(`SELECT ${QUEUE_MESSAGE_COLUMNS} FROM queue_messages ORDER BY id`);
+      const recipients = await tx.query<QueueRecipientRow>(`SELECT ${QUEUE_RECIPIENT_COLUMNS} FROM queue_recipients ORDER BY queue_id, id`);
       const byQueue = byQueueId(recipients);
       return messages.map((m) => toQueued(m, byQueue.get(m.id) ?? []));
     });
@@ -130,9 +60,9 @@ export class PgQueueStore implements QueueStore {
     if (!Number.isSafeInteger(id)) return null;
     return this.db.tx(async (tx) => {
       await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-      const message = await tx.one<QueueMessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM queue_messages WHERE id = $1`, [id]);
+      const message = await tx.one<QueueMessageRow>(`SELECT ${QUEUE_MESSAGE_COLUMNS} FROM queue_messages WHERE id = $1`, [id]);
       if (!message) return null;
-      const recipients = await tx.query<QueueRecipientRow>(`SELECT ${RECIPIENT_COLUMNS} FROM queue_recipients WHERE queue_id = $1 ORDER BY id`, [id]);
+      const recipients = await tx.query<QueueRecipientRow>(`SELECT ${QUEUE_RECIPIENT_COLUMNS} FROM queue_recipients WHERE queue_id = $1 ORDER BY id`, [id]);
       return toQueued(message, recipients);
     });
   }
@@ -186,7 +116,7 @@ export class PgQueueStore implements QueueStore {
       // left with nothing due is not leased.
       const recipients = byQueueId(
         await tx.query<QueueRecipientRow>(
-          `SELECT ${RECIPIENT_COLUMNS} FROM queue_recipients
+          `SELECT ${QUEUE_RECIPIENT_COLUMNS} FROM queue_recipients
            WHERE queue_id = ANY ($1::bigint[]) AND ${WAITING} AND next_attempt_at <= $2 ORDER BY queue_id, id`,
           [ids, at],
         ),
@@ -195,7 +125,7 @@ export class PgQueueStore implements QueueStore {
       if (leasing.length === 0) return [];
       const messages = await tx.query<QueueMessageRow>(
         `UPDATE queue_messages SET lease_owner = $1, lease_token = $2, lease_until = $3
-         WHERE id = ANY ($4::bigint[]) RETURNING ${MESSAGE_COLUMNS}`,
+         WHERE id = ANY ($4::bigint[]) RETURNING ${QUEUE_MESSAGE_COLUMNS}`,
         [owner, this.token, at + leaseMs, leasing],
       );
       const byId = new Map(messages.map((m) => [m.id, m]));

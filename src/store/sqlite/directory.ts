@@ -25,7 +25,7 @@ import type {
 } from '../types.js';
 import { BlobRefs, removeBlobFiles } from './blob-refs.js';
 import { MailboxRows } from './mailboxes.js';
-import { ACCOUNT_SELECT, DOMAIN_COLUMNS, toAccount, toDomain, type AccountRow, type DomainRow } from './rows.js';
+import { ACCOUNT_SELECT, DOMAIN_COLUMNS, toAccount, toDomain, type AccountRow, type DomainRow } from '../rows.js';
 import { SenderAuthRows } from './sender-auth.js';
 import type { SerialLane } from './serial-lane.js';
 import { statementCache, type Prepare } from './statements.js';

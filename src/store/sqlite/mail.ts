@@ -35,7 +35,7 @@ import { MessageOps } from './message-ops.js';
 import { MessageReads } from './message-reads.js';
 import { SqliteWrites } from './writes.js';
 import { parseSearchFields } from './search-rows.js';
-import { MAILBOX_SELECT, MESSAGE_COLUMNS, toMailbox, toMessage, type MailboxRow, type MessageRow } from './rows.js';
+import { MAILBOX_SELECT, MESSAGE_COLUMNS, toMailbox, toMessage, type MailboxRow, type MessageRow } from '../rows.js';
 import { statementCache, type Prepare } from './statements.js';
 
 export class SqliteMailStore implements MailStore {

@@ -13,7 +13,7 @@
 import { AlreadyExists, InvalidInput, NotFound } from '../../util/errors.js';
 import { normalizeMailboxName } from '../names.js';
 import type { Mailbox, MailEvent, SpecialUse } from '../types.js';
-import { MAILBOX_SELECT, toMailbox, type MailboxRow } from './rows.js';
+import { MAILBOX_SELECT, toMailbox, type MailboxRow } from '../rows.js';
 import type { SqliteWrites } from './writes.js';
 
 const SPECIAL_USES: ReadonlySet<string> = new Set<SpecialUse>(['\\Sent', '\\Drafts', '\\Trash', '\\Junk', '\\Archive']);

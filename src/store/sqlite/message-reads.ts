@@ -10,7 +10,7 @@ import type Database from 'better-sqlite3';
 import { InvalidInput, NotFound } from '../../util/errors.js';
 import type { BlobMeta, MailboxCounts, MessageFlags, MessageWithMeta, SearchField } from '../types.js';
 import { readByUid } from './by-uid.js';
-import { MESSAGE_WITH_META_SELECT, toMessageWithMeta, type MessageWithMetaRow } from './rows.js';
+import { MESSAGE_WITH_META_SELECT, toMessageWithMeta, type MessageWithMetaRow } from '../rows.js';
 import { SEARCH_COLUMNS } from './search-rows.js';
 import { statementCache, type Prepare } from './statements.js';
 

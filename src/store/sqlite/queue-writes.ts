@@ -36,7 +36,7 @@ import {
   WAITING,
   type QueueMessageRow,
   type QueueRecipientRow,
-} from './queue-rows.js';
+} from '../queue-rows.js';
 import type { SerialLane } from './serial-lane.js';
 import { statementCache, type Prepare } from './statements.js';
 import type { WalSync } from './wal-sync.js';

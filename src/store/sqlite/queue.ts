@@ -19,7 +19,7 @@ import {
   WAITING,
   type QueueMessageRow,
   type QueueRecipientRow,
-} from './queue-rows.js';
+} from '../queue-rows.js';
 import { QueueWrites } from './queue-writes.js';
 import type { SerialLane } from './serial-lane.js';
 import { statementCache, type Prepare } from './statements.js';

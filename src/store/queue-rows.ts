@@ -2,9 +2,10 @@
  * Row shapes of the outbound queue tables (queue_messages, queue_recipients) and their mapping
  * to QueuedMessage. Column lists live here once, so every query returns the same shape.
  */
-import type { QueuedMessage } from '../types.js';
+import { sqlBool } from './rows.js';
+import type { QueuedMessage } from './types.js';
 
-export interface QueueMessageRow {
+export type QueueMessageRow = {
   id: number;
   blob_hash: string;
   size: number;
@@ -12,11 +13,11 @@ export interface QueueMessageRow {
   env_id: string | null;
   ret: 'FULL' | 'HDRS' | null;
   created_at: number;
-  held: number;
+  held: number | boolean;
   prefix: Buffer | null;
-}
+};
 
-export interface QueueRecipientRow {
+export type QueueRecipientRow = {
   id: number;
   queue_id: number;
   address: string;
@@ -27,8 +28,8 @@ export interface QueueRecipientRow {
   next_attempt_at: number;
   last_error: string | null;
   remote_mta: string | null;
-  delay_warned: number;
-}
+  delay_warned: number | boolean;
+};
 
 export const QUEUE_MESSAGE_COLUMNS = 'id, blob_hash, size, mail_from, env_id, ret, created_at, held, prefix';
 export const QUEUE_RECIPIENT_COLUMNS =
@@ -47,7 +48,7 @@ export function toQueued(m: QueueMessageRow, recipients: QueueRecipientRow[]): Q
     createdAt: new Date(m.created_at),
     envId: m.env_id,
     ret: m.ret,
-    held: m.held !== 0,
+    held: sqlBool(m.held),
     recipients: recipients.map((r) => ({
       id: r.id,
       address: r.address,
@@ -58,7 +59,7 @@ export function toQueued(m: QueueMessageRow, recipients: QueueRecipientRow[]): Q
       nextAttemptAt: new Date(r.next_attempt_at),
       lastError: r.last_error,
       remoteMta: r.remote_mta,
-      delayWarned: r.delay_warned !== 0,
+      delayWarned: sqlBool(r.delay_warned),
     })),
   };
 }

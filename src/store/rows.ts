@@ -1,24 +1,32 @@
 /**
- * Row shapes of the SQLite tables and their mapping to the store's types. Column lists live here
- * once, so every query of a table returns the same shape.
+ * Row shapes of the store's tables and their mapping to the store's types, for both adapters
+ * (the SQLite and PostgreSQL schemas have the same columns). Column lists live here once, so
+ * every query of a table returns the same shape.
  *
- * Invariants: timestamps are integer ms, booleans 0/1, flags a JSON array of strings.
+ * Invariants: timestamps are integer ms, flags a JSON array of strings; booleans are 0/1 in
+ * SQLite and true/false in PostgreSQL (sqlBool reads both). Row shapes are type aliases, so they
+ * fit the PostgreSQL adapter's `Record<string, unknown>` rows.
  */
-import type { Account, Domain, Mailbox, MessageRecord, MessageWithMeta, SpecialUse } from '../types.js';
+import type { Account, Domain, Mailbox, MessageRecord, MessageWithMeta, SpecialUse } from './types.js';
 
-export interface DomainRow {
+/** A boolean column as either backend returns it. */
+export function sqlBool(value: number | boolean): boolean {
+  return value === true || value === 1;
+}
+
+export type DomainRow = {
   id: number;
   name: string;
   max_message_size: number | null;
   created_at: number;
-}
+};
 export const DOMAIN_COLUMNS = 'id, name, max_message_size, created_at';
 
 export function toDomain(row: DomainRow): Domain {
   return { id: row.id, name: row.name, maxMessageSize: row.max_message_size, createdAt: new Date(row.created_at) };
 }
 
-export interface AccountRow {
+export type AccountRow = {
   id: number;
   address: string;
   local_part: string;
@@ -27,11 +35,11 @@ export interface AccountRow {
   quota_bytes: number | null;
   used_bytes: number;
   real_name: string | null;
-  disabled: number;
+  disabled: number | boolean;
   /** JSON array of strings. */
   send_as: string;
   created_at: number;
-}
+};
 /** Select list over `accounts a JOIN domains d ON d.id = a.domain_id`. */
 export const ACCOUNT_SELECT = `SELECT a.id, a.address, a.local_part, d.name AS domain, a.password_hash, a.quota_bytes,
   a.used_bytes, a.real_name, a.disabled, a.send_as, a.created_at
@@ -47,13 +55,13 @@ export function toAccount(row: AccountRow): Account {
     quotaBytes: row.quota_bytes,
     usedBytes: row.used_bytes,
     realName: row.real_name,
-    disabled: row.disabled !== 0,
+    disabled: sqlBool(row.disabled),
     sendAs: JSON.parse(row.send_as) as string[],
     createdAt: new Date(row.created_at),
   };
 }
 
-export interface MailboxRow {
+export type MailboxRow = {
   id: number;
   account_id: number;
   name: string;
@@ -61,9 +69,9 @@ export interface MailboxRow {
   uidvalidity: number;
   uidnext: number;
   highestmodseq: number;
-  subscribed: number;
+  subscribed: number | boolean;
   message_count: number;
-}
+};
 /** Select list over `mailboxes m`, with the message count and the subscription (by name). */
 export const MAILBOX_SELECT = `SELECT m.id, m.account_id, m.name, m.special_use, m.uidvalidity, m.uidnext,
   m.highestmodseq,
@@ -80,12 +88,12 @@ export function toMailbox(row: MailboxRow): Mailbox {
     uidValidity: row.uidvalidity,
     uidNext: row.uidnext,
     highestModSeq: row.highestmodseq,
-    subscribed: row.subscribed !== 0,
+    subscribed: sqlBool(row.subscribed),
     messageCount: row.message_count,
   };
 }
 
-export interface MessageRow {
+export type MessageRow = {
   id: number;
   mailbox_id: number;
   uid: number;
@@ -96,7 +104,7 @@ export interface MessageRow {
   size: number;
   internal_date: number;
   flags: string;
-}
+};
 export const MESSAGE_COLUMNS = 'id, mailbox_id, uid, modseq, blob_hash, blob_size, prefix, size, internal_date, flags';
 
 export function toMessage(row: MessageRow): MessageRecord {
@@ -114,10 +122,10 @@ export function toMessage(row: MessageRow): MessageRecord {
   };
 }
 
-export interface MessageWithMetaRow extends MessageRow {
+export type MessageWithMetaRow = MessageRow & {
   envelope: string | null;
   structure: string | null;
-}
+};
 /** Select list over `messages m LEFT JOIN blob_meta b ON b.hash = m.blob_hash`. */
 export const MESSAGE_WITH_META_SELECT = `SELECT m.id, m.mailbox_id, m.uid, m.modseq, m.blob_hash, m.blob_size, m.prefix,
   m.size, m.internal_date, m.flags, b.envelope, b.structure
