@@ -47,9 +47,10 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './harness.js';
 
 export interface DovecotPop3 {
   host: '127.0.0.1';
@@ -81,12 +82,9 @@ export interface DovecotPop3 {
 const UID = 65534;
 
 /** Claims of ports by the test processes running now: one file per port, as in harness.ts. */
-const PORT_CLAIMS = join(tmpdir(), 'fulmar-test-ports');
-const claimedHere: string[] = [];
 /** Master pid → folder of the Dovecots this process started and has not stopped yet. */
 const running = new Map<number, string>();
 process.once('exit', () => {
-  for (const file of claimedHere) rmSync(file, { force: true });
   // A test process that ends without stop() leaves no Dovecot behind, and most of its folder
   // gone (its processes may still write while they shut down).
   for (const [pid, dir] of running) {
@@ -102,42 +100,6 @@ process.once('exit', () => {
     }
   }
 });
-
-/** True when this process now holds the claim file of `port` (claims older than an hour are stale). */
-function claimPort(port: number): boolean {
-  const file = join(PORT_CLAIMS, String(port));
-  try {
-    writeFileSync(file, String(process.pid), { flag: 'wx' });
-  } catch {
-    try {
-      if (Date.now() - statSync(file).mtimeMs < 3_600_000) return false;
-      writeFileSync(file, String(process.pid));
-    } catch {
-      return false;
-    }
-  }
-  claimedHere.push(file);
-  return true;
-}
-
-/**
- * A free port held for this process's life. harness.ts does not export its own picker, so this
- * one uses the same claim files in a range of its own (33000-34000), which no harness port takes.
- */
-async function freePort(): Promise<number> {
-  mkdirSync(PORT_CLAIMS, { recursive: true });
-  for (let attempt = 0; ; attempt++) {
-    if (attempt > 300) throw new Error('no free port between 33000 and 34000');
-    const port = 33000 + Math.floor(Math.random() * 1000);
-    if (!claimPort(port)) continue;
-    const free = await new Promise<boolean>((res) => {
-      const s = createServer();
-      s.once('error', () => res(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
-    });
-    if (free) return port;
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((res) => setTimeout(res, ms));
@@ -292,7 +254,8 @@ export async function startDovecotPop3(options: { ports?: [number, number] } = {
     throw new Error(`openssl req failed (${cert.status}): ${cert.stderr}`);
   }
 
-  const [port, tlsPort] = options.ports ?? [await freePort(), await freePort()];
+  // A range of their own (harness servers use 20000-32000), with the harness's claim files.
+  const [port, tlsPort] = options.ports ?? [await freePort([33000, 34000]), await freePort([33000, 34000])];
   writeFileSync(confFile, config(dir, port, tlsPort));
 
   const readLog = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');

@@ -53,12 +53,13 @@ function claimPort(port: number): boolean {
  * A free port for a test server, held for this test process's whole life: below the kernel's
  * ephemeral range (so no outgoing connection takes it while a crash test's server is down), and
  * claimed by a file, so two test files running at once never pick the same port, even while one
- * of them has its server stopped.
+ * of them has its server stopped. Fixtures of other servers (Dovecot) pass a range of their own.
  */
-async function freePort(): Promise<number> {
+export async function freePort(range: [number, number] = [20000, 32000]): Promise<number> {
   mkdirSync(PORT_CLAIMS, { recursive: true });
+  const [low, high] = range;
   for (let attempt = 0; ; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 12000);
+    const port = low + Math.floor(Math.random() * (high - low));
     if (!claimPort(port)) continue;
     const free = await new Promise<boolean>((res) => {
       const s = createServer();
@@ -66,7 +67,7 @@ async function freePort(): Promise<number> {
       s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
     });
     if (free) return port;
-    if (attempt > 200) throw new Error('no free port between 20000 and 32000');
+    if (attempt > 300) throw new Error(`no free port between ${low} and ${high}`);
   }
 }
 
