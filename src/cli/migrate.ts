@@ -1,6 +1,7 @@
 /** `fulmar migrate --to postgres://...`: copies the embedded (SQLite) site into PostgreSQL. */
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import { migrateToPostgres } from '../app/migrate.js';
 import { loadBootstrapConfig } from '../config/bootstrap.js';
 import { addCommonOptions, allOptions, describeError, fail, overridesFrom, type CommonOptions } from './common.js';
 
@@ -26,17 +27,10 @@ export function registerMigrateCommand(program: Command): void {
       fail(describeError(e));
     }
     if (config.database !== 'sqlite' && !config.database.startsWith('sqlite:')) fail(`this site already runs on ${config.database}; migrate copies an embedded (SQLite) site`);
-    const { openSqliteStore } = await import('../store/sqlite/sqlite-store.js');
-    const { openPostgresStore } = await import('../store/postgres/pg-store.js');
-    const { importSqliteSite } = await import('../store/postgres/import-sqlite.js');
     const started = Date.now();
-    let source;
-    let target;
     try {
-      source = await openSqliteStore({ dataDir: config.dataDir });
-      target = await openPostgresStore({ url: opts.to, dataDir: config.dataDir, blobs: opts.blobs ?? config.blobs });
       const log = (line: string): void => void process.stderr.write(`${line}\n`);
-      const report = await importSqliteSite(source.databasePath, source, target, log);
+      const report = await migrateToPostgres(config, { url: opts.to, blobs: opts.blobs ?? config.blobs }, log);
       const rows = report.tables.reduce((n, t) => n + t.rows, 0);
       process.stdout.write(
         `copied ${rows} rows and ${report.blobs} message bodies (${(report.blobBytes / 1024 / 1024).toFixed(1)} MB) in ${((Date.now() - started) / 1000).toFixed(1)} s\n` +
@@ -44,9 +38,6 @@ export function registerMigrateCommand(program: Command): void {
       );
     } catch (e) {
       fail(`migration failed, nothing was kept in PostgreSQL: ${describeError(e)}`);
-    } finally {
-      await source?.close().catch(() => {});
-      await target?.close().catch(() => {});
     }
   });
 }
