@@ -12,9 +12,7 @@
  * - One run per source at a time, across processes (CollectStore.claimRun).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
-import { join } from 'node:path';
 import type { Directory } from '../directory/directory.js';
 import type { Logger } from '../log/logger.js';
 import { formatDate, parseHeaderBlock, type HeaderField } from '../message/header.js';
@@ -26,6 +24,7 @@ import { AlreadyExists } from '../util/errors.js';
 import { routeDomainPop } from './domainpop/route.js';
 import { headerKey } from './message-facts.js';
 import { routeMultiPop } from './multipop/route.js';
+import { openArchiveFile } from './archive-folder.js';
 import { Pop3Client, type Pop3Listing } from './pop3-client.js';
 import { parseDomainPopConfig, parseRemoteMailboxConfig, type DomainPopConfig, type RemoteMailboxConfig } from './source-config.js';
 
@@ -522,37 +521,4 @@ function receivedLine(client: Pop3Client, source: CollectSource, plan: Plan, key
     `Received: from ${host} (${host}${ip})\r\n\tby ${clean(hostname)} (Fulmar ${kind} ${clean(source.name)}) with ${protocol}\r\n\tid ${clean(key).slice(0, 70)}; ${formatDate(at)}\r\n`,
     'utf8',
   );
-}
-
-interface ArchiveFile {
-  handle: FileHandle;
-  commit(key: string, source: CollectSource): Promise<void>;
-  discard(): Promise<void>;
-}
-
-/** A raw copy written to a temporary name, fsynced and renamed into the archive folder. */
-async function openArchiveFile(folder: string): Promise<ArchiveFile> {
-  await mkdir(folder, { recursive: true });
-  const temp = join(folder, `.tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-  const handle = await open(temp, 'w', 0o640);
-  let done = false;
-  return {
-    handle,
-    async commit(key, source) {
-      if (done) return;
-      done = true;
-      await handle.sync();
-      await handle.close();
-      const name = `${source.kind}-${source.id}-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.eml`;
-      await rename(temp, join(folder, name));
-      const dir = await open(folder, 'r');
-      await dir.sync().finally(() => dir.close());
-    },
-    async discard() {
-      if (done) return;
-      done = true;
-      await handle.close().catch(() => {});
-      await unlink(temp).catch(() => {});
-    },
-  };
 }
