@@ -21,7 +21,7 @@ import { SpoolWriter } from '../pipeline/spool.js';
 import type { RuntimeSettings, SettingsSnapshot } from '../store/runtime-settings.js';
 import type { CollectSource, SeenRemoteMessage, Store } from '../store/types.js';
 import { AlreadyExists } from '../util/errors.js';
-import { routeDomainPop } from './domainpop/route.js';
+import { accountsByRealName, routeDomainPop } from './domainpop/route.js';
 import { headerKey } from './message-facts.js';
 import { routeMultiPop } from './multipop/route.js';
 import { openArchiveFile } from './archive-folder.js';
@@ -163,11 +163,14 @@ async function planFor(source: CollectSource, services: CollectorServices): Prom
   const configured = settings.get('collect.postmaster').trim();
   if (source.kind === 'domainpop') {
     const config = parseDomainPopConfig(source.config);
+    // Read once per run, not per message (name matching looks at every account of the domain).
+    const realNames = config.nameMatching ? accountsByRealName(services.directory, config.domain) : undefined;
+    realNames?.catch(() => {}); // a failure surfaces where it is awaited
     return {
       config,
       label: `DomainPOP ${source.name}`,
       postmaster: configured || `postmaster@${config.domain}`,
-      route: (fields) => routeDomainPop(fields, config, services.directory, configured || `postmaster@${config.domain}`),
+      route: (fields) => routeDomainPop(fields, config, services.directory, configured || `postmaster@${config.domain}`, realNames),
       refused: 'postmaster',
       archive: await archiveOf(config, services.directory),
     };

@@ -23,6 +23,8 @@ export async function routeDomainPop(
   config: DomainPopConfig,
   directory: Directory,
   postmaster: string,
+  /** The accounts by real name (accountsByRealName), read once per run by the caller. */
+  accountsByName?: Promise<Map<string, Account>>,
 ): Promise<Routing> {
   const isLocalDomain = async (address: string): Promise<boolean> =>
     (await directory.getDomain(address.slice(address.lastIndexOf('@') + 1))) !== null;
@@ -32,7 +34,7 @@ export async function routeDomainPop(
   const notes: string[] = [];
   const foreign: RecipientCandidate[] = [];
   const unknown: RecipientCandidate[] = [];
-  const realNames = config.nameMatching ? await accountsByRealName(directory, config.domain) : null;
+  const realNames = config.nameMatching ? await (accountsByName ?? accountsByRealName(directory, config.domain)) : null;
 
   for (const candidate of candidates) {
     const matched = realNames ? matchRealName(candidate, realNames) : null;
@@ -91,7 +93,8 @@ function mergeCopies(copies: RoutedCopy[]): RoutedCopy[] {
   return [...byAddress.values()];
 }
 
-async function accountsByRealName(directory: Directory, domain: string): Promise<Map<string, Account>> {
+/** The accounts of a domain by real name (lower-cased), for name matching; one read per run. */
+export async function accountsByRealName(directory: Directory, domain: string): Promise<Map<string, Account>> {
   const map = new Map<string, Account>();
   for (const account of await directory.listUsers(domain)) {
     if (account.realName && !account.disabled) map.set(account.realName.trim().toLowerCase(), account);
