@@ -8,9 +8,10 @@
  * - Removing accounts releases blob references in the same transaction and deletes the
  *   unreferenced blob files after it commits, inside the store's serial lane (see serial-lane.ts).
  */
+import { checkQuota, mailboxPlan, normalizeTarget } from '../directory-rules.js';
 import type Database from 'better-sqlite3';
 import { AlreadyExists, InvalidInput, NotFound } from '../../util/errors.js';
-import { normalizeDomain, normalizeMailboxName, parseAddress, parseAliasAddress } from '../names.js';
+import { normalizeDomain, parseAddress, parseAliasAddress } from '../names.js';
 import type {
   Account,
   Alias,
@@ -299,26 +300,4 @@ export class SqliteDirectory implements DirectoryStore {
       for (const event of removal.events) this.events.publish(event);
     });
   }
-}
-
-function checkQuota(quotaBytes: number | null): void {
-  if (quotaBytes !== null && (!Number.isSafeInteger(quotaBytes) || quotaBytes < 0)) {
-    throw new InvalidInput(`quota must be a whole number of bytes or unlimited, not ${quotaBytes}`);
-  }
-}
-
-/** The mailboxes to create: the given ones, normalized and de-duplicated, INBOX always first. */
-function mailboxPlan(mailboxes: NewMailbox[]): NewMailbox[] {
-  const plan = new Map<string, NewMailbox>([['INBOX', { name: 'INBOX', specialUse: null }]]);
-  for (const box of mailboxes) {
-    const name = normalizeMailboxName(box.name);
-    if (plan.has(name) && name !== 'INBOX') throw new InvalidInput(`mailbox ${name} is listed twice`);
-    plan.set(name, { name, specialUse: box.specialUse });
-  }
-  return [...plan.values()];
-}
-
-/** Alias targets may be remote: the domain is lower-cased and, as for local addresses, the local part. */
-function normalizeTarget(target: string): string {
-  return parseAddress(target).address;
 }

@@ -8,9 +8,10 @@
  * - send_as holds normalized patterns (`local@domain` lower-cased, or `@domain`), without
  *   duplicates, in the order given.
  */
+import { checkDkimKey, normalizeSendAs } from '../directory-rules.js';
 import type Database from 'better-sqlite3';
-import { InvalidInput, NotFound } from '../../util/errors.js';
-import { normalizeDomain, parseAddress, parseAliasAddress } from '../names.js';
+import { NotFound } from '../../util/errors.js';
+import { normalizeDomain, parseAddress } from '../names.js';
 import type { DkimKey } from '../types.js';
 import { statementCache, type Prepare } from './statements.js';
 
@@ -22,9 +23,6 @@ interface DkimRow {
   created_at: number;
 }
 
-const ALGORITHMS: ReadonlySet<string> = new Set<DkimKey['algorithm']>(['rsa-sha256', 'ed25519-sha256']);
-// RFC 6376 3.1: the selector is one or more sub-domain labels.
-const SELECTOR = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 export class SenderAuthRows {
   private readonly sql: Prepare;
@@ -75,31 +73,4 @@ export class SenderAuthRows {
     const result = this.sql('UPDATE accounts SET send_as = ? WHERE address = ?').run(JSON.stringify(normal), account);
     if (result.changes === 0) throw new NotFound(`account ${account} does not exist`);
   }
-}
-
-function checkDkimKey(key: DkimKey): void {
-  if (typeof key.selector !== 'string' || !SELECTOR.test(key.selector)) {
-    throw new InvalidInput(`"${String(key.selector)}" is not a valid DKIM selector`);
-  }
-  if (!ALGORITHMS.has(key.algorithm)) throw new InvalidInput(`unknown DKIM algorithm ${String(key.algorithm)}`);
-  if (typeof key.privateKeyPem !== 'string' || !key.privateKeyPem.includes('PRIVATE KEY')) {
-    throw new InvalidInput('the DKIM private key must be a PEM');
-  }
-  if (typeof key.publicKey !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(key.publicKey)) {
-    throw new InvalidInput('the DKIM public key must be base64');
-  }
-  if (!(key.createdAt instanceof Date) || Number.isNaN(key.createdAt.getTime())) {
-    throw new InvalidInput('the DKIM key has no valid creation date');
-  }
-}
-
-/** Exact addresses and `@domain` patterns, normalized and de-duplicated. */
-export function normalizeSendAs(patterns: string[]): string[] {
-  if (!Array.isArray(patterns)) throw new InvalidInput('send-as patterns must be a list');
-  const normal = new Set<string>();
-  for (const pattern of patterns) {
-    if (typeof pattern !== 'string') throw new InvalidInput('a send-as pattern must be a string');
-    normal.add(parseAliasAddress(pattern).address);
-  }
-  return [...normal];
 }
