@@ -1,9 +1,11 @@
 /**
- * Row shapes of the outbound queue tables (queue_messages, queue_recipients) and their mapping
- * to QueuedMessage. Column lists live here once, so every query returns the same shape.
+ * Row shapes of the outbound queue tables (queue_messages, queue_recipients), their mapping to
+ * QueuedMessage, and the checks of a lease's arguments, for both store adapters. Column lists
+ * live here once, so every query returns the same shape.
  */
 import { sqlBool } from './rows.js';
-import type { QueuedMessage } from './types.js';
+import { InvalidInput } from '../util/errors.js';
+import type { QueuedMessage, RecipientResult } from './types.js';
 
 export type QueueMessageRow = {
   id: number;
@@ -73,4 +75,32 @@ export function byQueueId(recipients: QueueRecipientRow[]): Map<number, QueueRec
     else byQueue.set(r.queue_id, [r]);
   }
   return byQueue;
+}
+
+// ---- checks of what the queue's callers pass, before anything is written
+
+const OUTCOMES: ReadonlySet<string> = new Set<RecipientResult['outcome']>(['delivered', 'deferred', 'failed']);
+
+export function checkOwner(owner: string): void {
+  if (typeof owner !== 'string' || owner.length === 0) throw new InvalidInput('a queue lease needs an owner name');
+}
+
+export function checkTime(date: Date | undefined, what: string): number {
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) throw new InvalidInput(`${what} is not a valid date`);
+  return date.getTime();
+}
+
+/** Rejects malformed results before anything is written (or joins a batch, where it would fail others). */
+export function checkResults(queueId: number, owner: string, results: RecipientResult[]): void {
+  if (!Number.isSafeInteger(queueId)) throw new InvalidInput(`no queue id ${queueId}`);
+  checkOwner(owner);
+  if (!Array.isArray(results)) throw new InvalidInput('delivery results must be a list');
+  const seen = new Set<number>();
+  for (const r of results) {
+    if (!Number.isSafeInteger(r.recipientId)) throw new InvalidInput(`no recipient id ${r.recipientId}`);
+    if (seen.has(r.recipientId)) throw new InvalidInput(`recipient ${r.recipientId} has two results`);
+    seen.add(r.recipientId);
+    if (!OUTCOMES.has(r.outcome)) throw new InvalidInput(`unknown delivery outcome ${String(r.outcome)}`);
+    if (r.outcome === 'deferred') checkTime(r.nextAttemptAt, `the next attempt of deferred recipient ${r.recipientId}`);
+  }
 }

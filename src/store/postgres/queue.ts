@@ -25,13 +25,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { InvalidInput, NotFound } from '../../util/errors.js';
-import { byQueueId, QUEUE_MESSAGE_COLUMNS, QUEUE_RECIPIENT_COLUMNS, toQueued, WAITING, type QueueMessageRow, type QueueRecipientRow } from '../queue-rows.js';
+import { byQueueId, checkOwner, checkResults, checkTime, QUEUE_MESSAGE_COLUMNS, QUEUE_RECIPIENT_COLUMNS, toQueued, WAITING, type QueueMessageRow, type QueueRecipientRow } from '../queue-rows.js';
 import type { EventBus, LeasedMessage, QueuedMessage, QueueStore, RecipientResult } from '../types.js';
 import { releaseBlobRefs } from './blob-refs.js';
 import type { PgBlobStore } from './blob-store.js';
 import type { Db, Queryable } from './db.js';
 
-const OUTCOMES: ReadonlySet<string> = new Set<RecipientResult['outcome']>(['delivered', 'deferred', 'failed']);
 
 export class PgQueueStore implements QueueStore {
   /** Names this instance's leases (see the module invariants). */
@@ -253,28 +252,4 @@ async function removeMessage(tx: Queryable, queueId: number, blobHash: string): 
   await tx.query('DELETE FROM queue_recipients WHERE queue_id = $1', [queueId]);
   await tx.query('DELETE FROM queue_messages WHERE id = $1', [queueId]);
   await releaseBlobRefs(tx, new Map([[blobHash, 1]]));
-}
-
-function checkOwner(owner: string): void {
-  if (typeof owner !== 'string' || owner.length === 0) throw new InvalidInput('a queue lease needs an owner name');
-}
-
-function checkTime(date: Date | undefined, what: string): number {
-  if (!(date instanceof Date) || Number.isNaN(date.getTime())) throw new InvalidInput(`${what} is not a valid date`);
-  return date.getTime();
-}
-
-/** Rejects malformed results before the transaction starts. */
-function checkResults(queueId: number, owner: string, results: RecipientResult[]): void {
-  if (!Number.isSafeInteger(queueId)) throw new InvalidInput(`no queue id ${queueId}`);
-  checkOwner(owner);
-  if (!Array.isArray(results)) throw new InvalidInput('delivery results must be a list');
-  const seen = new Set<number>();
-  for (const r of results) {
-    if (!Number.isSafeInteger(r.recipientId)) throw new InvalidInput(`no recipient id ${r.recipientId}`);
-    if (seen.has(r.recipientId)) throw new InvalidInput(`recipient ${r.recipientId} has two results`);
-    seen.add(r.recipientId);
-    if (!OUTCOMES.has(r.outcome)) throw new InvalidInput(`unknown delivery outcome ${String(r.outcome)}`);
-    if (r.outcome === 'deferred') checkTime(r.nextAttemptAt, `the next attempt of deferred recipient ${r.recipientId}`);
-  }
 }

@@ -30,6 +30,9 @@ import { InvalidInput, NotFound, TemporaryFailure } from '../../util/errors.js';
 import type { BlobStore, LeasedMessage, RecipientResult } from '../types.js';
 import { BlobRefs, removeBlobFiles } from './blob-refs.js';
 import {
+  checkOwner,
+  checkResults,
+  checkTime,
   QUEUE_MESSAGE_COLUMNS,
   QUEUE_RECIPIENT_COLUMNS,
   toQueued,
@@ -52,7 +55,6 @@ interface PendingRecord {
 
 type Applied = { ok: true; recorded: boolean; unreferenced: string[] } | { ok: false; error: unknown };
 
-const OUTCOMES: ReadonlySet<string> = new Set<RecipientResult['outcome']>(['delivered', 'deferred', 'failed']);
 
 export class QueueWrites {
   private readonly sql: Prepare;
@@ -254,29 +256,5 @@ export class QueueWrites {
     this.sql<[number]>('DELETE FROM queue_recipients WHERE queue_id = ?').run(queueId);
     this.sql<[number]>('DELETE FROM queue_messages WHERE id = ?').run(queueId);
     return this.refs.release(new Map([[blobHash, 1]]));
-  }
-}
-
-function checkOwner(owner: string): void {
-  if (typeof owner !== 'string' || owner.length === 0) throw new InvalidInput('a queue lease needs an owner name');
-}
-
-function checkTime(date: Date | undefined, what: string): number {
-  if (!(date instanceof Date) || Number.isNaN(date.getTime())) throw new InvalidInput(`${what} is not a valid date`);
-  return date.getTime();
-}
-
-/** Rejects malformed results before they join a batch, so they cannot fail anyone else's. */
-function checkResults(queueId: number, owner: string, results: RecipientResult[]): void {
-  if (!Number.isSafeInteger(queueId)) throw new InvalidInput(`no queue id ${queueId}`);
-  checkOwner(owner);
-  if (!Array.isArray(results)) throw new InvalidInput('delivery results must be a list');
-  const seen = new Set<number>();
-  for (const r of results) {
-    if (!Number.isSafeInteger(r.recipientId)) throw new InvalidInput(`no recipient id ${r.recipientId}`);
-    if (seen.has(r.recipientId)) throw new InvalidInput(`recipient ${r.recipientId} has two results`);
-    seen.add(r.recipientId);
-    if (!OUTCOMES.has(r.outcome)) throw new InvalidInput(`unknown delivery outcome ${String(r.outcome)}`);
-    if (r.outcome === 'deferred') checkTime(r.nextAttemptAt, `the next attempt of deferred recipient ${r.recipientId}`);
   }
 }
