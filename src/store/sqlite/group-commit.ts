@@ -18,8 +18,9 @@
  *   so when commitDelivery resolves, IDLE listeners have been told.
  * - A blob persisted for a commit that then failed is deleted unless something references it.
  */
+import { checkCommit, remoteAddress } from '../commit-rules.js';
 import type Database from 'better-sqlite3';
-import { InvalidInput, isFulmarError, NotFound, TemporaryFailure } from '../../util/errors.js';
+import { isFulmarError, NotFound, TemporaryFailure } from '../../util/errors.js';
 import { markCollected } from './collect.js';
 import { canonicalFlags } from '../flags.js';
 import type { BlobStore, DeliveryCommit, DeliveryOutcome, EventBus, MailEvent, OutboundEnvelope } from '../types.js';
@@ -284,40 +285,4 @@ export class GroupCommit {
       // The database is failing too: leave the files; an orphan is harmless.
     }
   }
-}
-
-/** Rejects malformed commits before they join a batch, so they cannot fail anyone else's. */
-function checkCommit(commit: DeliveryCommit): void {
-  const { blob } = commit;
-  if (!blob || !/^[0-9a-f]{64}$/.test(blob.hash) || !Number.isSafeInteger(blob.size) || blob.size < 0) {
-    throw new InvalidInput('delivery commit has no valid staged blob');
-  }
-  if (!(commit.internalDate instanceof Date) || Number.isNaN(commit.internalDate.getTime())) {
-    throw new InvalidInput('delivery commit has no valid internal date');
-  }
-  for (const local of commit.local) {
-    if (!Number.isSafeInteger(local.accountId) || !Buffer.isBuffer(local.prefix) || !Array.isArray(local.flags)) {
-      throw new InvalidInput(`delivery commit has a malformed local delivery for account ${local.accountId}`);
-    }
-    canonicalFlags(local.flags); // throws InvalidInput for a flag the store would not keep
-  }
-  if (commit.meta && (typeof commit.meta.envelope !== 'string' || typeof commit.meta.structure !== 'string')) {
-    throw new InvalidInput('delivery commit has malformed blob meta');
-  }
-  if (commit.meta?.search !== undefined) {
-    if (typeof commit.meta.search !== 'string') throw new InvalidInput('delivery commit has malformed blob meta');
-    parseSearchFields(commit.meta.search); // InvalidInput when malformed
-  }
-  if (commit.local.length === 0 && (commit.outbound?.recipients.length ?? 0) === 0) {
-    throw new InvalidInput('delivery commit has no recipients');
-  }
-}
-
-/**
- * A remote recipient keeps its local part as given (only the receiving server may fold its
- * case, RFC 5321 2.4); the domain is lower-cased.
- */
-function remoteAddress(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at < 0 ? address : address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
 }
