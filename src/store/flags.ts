@@ -10,6 +10,7 @@
  *   are refused, as are keywords that are not IMAP atoms.
  */
 import { InvalidInput } from '../util/errors.js';
+import type { FlagUpdate, MessageFlags } from './types.js';
 
 export const SYSTEM_FLAGS = ['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft'] as const;
 
@@ -75,4 +76,47 @@ function sameFlags(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
   const set = new Set(a);
   return set.size === a.length && b.every((f) => set.has(f));
+}
+
+/** Checks a STORE's mode and UNCHANGEDSINCE; returns its flags, canonical. */
+export function checkFlagUpdate(update: FlagUpdate): string[] {
+  if (!['add', 'remove', 'set'].includes(update.mode)) throw new InvalidInput(`unknown flag update mode ${update.mode}`);
+  const { unchangedSince } = update;
+  if (unchangedSince !== undefined && (!Number.isSafeInteger(unchangedSince) || unchangedSince < 0)) {
+    throw new InvalidInput(`UNCHANGEDSINCE must be a whole number, not ${unchangedSince}`);
+  }
+  return canonicalFlags(update.flags);
+}
+
+/**
+ * What a STORE does to the rows it read (in UID order), for both store adapters: those that fail
+ * UNCHANGEDSINCE (`modified`), those whose flags change (`changed`, with the new flags; their
+ * MODSEQ is set by the caller once it has one), and what the client is told (`updated`).
+ */
+export function planFlagUpdate<R extends { uid: number; modseq: number; flags: string }>(
+  rows: readonly R[],
+  update: FlagUpdate,
+  change: readonly string[],
+): { modified: number[]; updated: MessageFlags[]; changed: Array<{ row: R; entry: MessageFlags }> } {
+  const { unchangedSince } = update;
+  const modified: number[] = [];
+  const updated: MessageFlags[] = [];
+  const changed: Array<{ row: R; entry: MessageFlags }> = [];
+  for (const row of rows) {
+    if (unchangedSince !== undefined && row.modseq > unchangedSince) {
+      modified.push(row.uid);
+      continue;
+    }
+    const current = JSON.parse(row.flags) as string[];
+    const next = applyFlagChange(current, update.mode, change);
+    if (next !== null) {
+      const entry = { uid: row.uid, modSeq: 0, flags: next };
+      changed.push({ row, entry });
+      updated.push(entry);
+    } else if (unchangedSince !== undefined) {
+      // Passed the test, nothing to change: reported with its current state (RFC 7162 3.1.3).
+      updated.push({ uid: row.uid, modSeq: row.modseq, flags: current });
+    }
+  }
+  return { modified, updated, changed };
 }

@@ -30,8 +30,8 @@
  *   it builds its result afresh each time).
  */
 import { InvalidInput, NotFound, QuotaExceeded } from '../../util/errors.js';
-import { applyFlagChange, canonicalFlags } from '../flags.js';
-import type { CopyResult, EventBus, FlagUpdate, FlagUpdateResult, MailEvent, MessageFlags } from '../types.js';
+import { checkFlagUpdate, planFlagUpdate } from '../flags.js';
+import type { CopyResult, EventBus, FlagUpdate, FlagUpdateResult, MailEvent } from '../types.js';
 import type { PgBlobStore } from './blob-store.js';
 import { releaseBlobRefs } from './blob-refs.js';
 import type { Db, Queryable } from './db.js';
@@ -54,12 +54,7 @@ export class PgMessageOps {
   ) {}
 
   async storeFlags(mailboxId: number, update: FlagUpdate): Promise<FlagUpdateResult> {
-    if (!['add', 'remove', 'set'].includes(update.mode)) throw new InvalidInput(`unknown flag update mode ${update.mode}`);
-    const change = canonicalFlags(update.flags);
-    const { unchangedSince } = update;
-    if (unchangedSince !== undefined && (!Number.isSafeInteger(unchangedSince) || unchangedSince < 0)) {
-      throw new InvalidInput(`UNCHANGEDSINCE must be a whole number, not ${unchangedSince}`);
-    }
+    const change = checkFlagUpdate(update);
     const uids = validUids(update.uids);
     return this.write(async (tx) => {
       const [box] = await lockBoxes(tx, [mailboxId]);
@@ -70,25 +65,9 @@ export class PgMessageOps {
               mailboxId,
               uids,
             ]);
-      const modified: number[] = [];
-      const updated: MessageFlags[] = [];
-      const changed: MessageFlags[] = [];
-      for (const row of rows) {
-        if (unchangedSince !== undefined && row.modseq > unchangedSince) {
-          modified.push(row.uid);
-          continue;
-        }
-        const current = JSON.parse(row.flags) as string[];
-        const next = applyFlagChange(current, update.mode, change);
-        if (next !== null) {
-          const entry = { uid: row.uid, modSeq: 0, flags: next };
-          changed.push(entry);
-          updated.push(entry);
-        } else if (unchangedSince !== undefined) {
-          // Passed the test, nothing to change: reported with its current state (RFC 7162 3.1.3).
-          updated.push({ uid: row.uid, modSeq: row.modseq, flags: current });
-        }
-      }
+      const plan = planFlagUpdate(rows, update, change);
+      const { modified, updated } = plan;
+      const changed = plan.changed.map((c) => c.entry);
       const events: MailEvent[] = [];
       if (changed.length > 0) {
         const modSeq = await nextModSeq(tx, mailboxId);

@@ -10,8 +10,8 @@
  * - Each message's search row (search-rows.ts) is copied, re-homed or deleted with it.
  */
 import { InvalidInput, NotFound, QuotaExceeded } from '../../util/errors.js';
-import { applyFlagChange, canonicalFlags } from '../flags.js';
-import type { CopyResult, FlagUpdate, FlagUpdateResult, MailEvent, MessageFlags } from '../types.js';
+import { checkFlagUpdate, planFlagUpdate } from '../flags.js';
+import type { CopyResult, FlagUpdate, FlagUpdateResult, MailEvent } from '../types.js';
 import { readByUid } from './by-uid.js';
 import { COPY_SEARCH_ROW, DELETE_SEARCH_ROW, MOVE_SEARCH_ROW } from './search-rows.js';
 import type { SqliteWrites, WriteResult } from './writes.js';
@@ -43,44 +43,21 @@ export class MessageOps {
   constructor(private readonly w: SqliteWrites) {}
 
   async storeFlags(mailboxId: number, update: FlagUpdate): Promise<FlagUpdateResult> {
-    if (!['add', 'remove', 'set'].includes(update.mode)) throw new InvalidInput(`unknown flag update mode ${update.mode}`);
-    const change = canonicalFlags(update.flags);
-    const { unchangedSince } = update;
-    if (unchangedSince !== undefined && (!Number.isSafeInteger(unchangedSince) || unchangedSince < 0)) {
-      throw new InvalidInput(`UNCHANGEDSINCE must be a whole number, not ${unchangedSince}`);
-    }
+    const change = checkFlagUpdate(update);
     return this.w.run((): WriteResult<FlagUpdateResult> => {
       const box = this.box(mailboxId);
       const stmt = this.w.sql<[number, number, number], FlagRow>(
         'SELECT id, uid, modseq, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid',
       );
       const rows = readByUid(update.uids, (first, last) => stmt.all(mailboxId, first, last), (row) => row.uid);
-      const modified: number[] = [];
-      const updated: MessageFlags[] = [];
-      const changed: Array<{ id: number; entry: MessageFlags }> = [];
-      for (const row of rows) {
-        if (unchangedSince !== undefined && row.modseq > unchangedSince) {
-          modified.push(row.uid);
-          continue;
-        }
-        const current = JSON.parse(row.flags) as string[];
-        const next = applyFlagChange(current, update.mode, change);
-        if (next !== null) {
-          const entry = { uid: row.uid, modSeq: 0, flags: next };
-          changed.push({ id: row.id, entry });
-          updated.push(entry);
-        } else if (unchangedSince !== undefined) {
-          // Passed the test, nothing to change: reported with its current state (RFC 7162 3.1.3).
-          updated.push({ uid: row.uid, modSeq: row.modseq, flags: current });
-        }
-      }
+      const { modified, updated, changed } = planFlagUpdate(rows, update, change);
       const events: MailEvent[] = [];
       if (changed.length > 0) {
         const modSeq = this.w.nextModSeq(mailboxId);
         const set = this.w.sql<[string, number, number]>('UPDATE messages SET flags = ?, modseq = ? WHERE id = ?');
-        for (const { id, entry } of changed) {
+        for (const { row, entry } of changed) {
           entry.modSeq = modSeq;
-          set.run(JSON.stringify(entry.flags), modSeq, id);
+          set.run(JSON.stringify(entry.flags), modSeq, row.id);
           events.push({ type: 'flags', accountId: box.account_id, mailboxId, uid: entry.uid, modSeq, flags: [...entry.flags] });
         }
       }
