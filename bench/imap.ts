@@ -54,7 +54,7 @@ import { localPrefix } from '../src/delivery/local.js';
 import { MessageMetaBuilder } from '../src/pipeline/message-meta.js';
 import type { LocalDelivery, Store } from '../src/store/types.js';
 import { FulmarProcess } from '../test/integration/harness.js';
-import { freshDatabase } from './pg-database.js';
+import { freshDatabase } from '../test/integration/pg-database.js';
 import { ImapClient, type Reply } from './imap-client.js';
 import { dateOf, expectedSubjectMatches, flagsOf, messageOf, rng, SEARCH_TERMS } from './imap-corpus.js';
 import { allProcessCpu, machineBusySeconds, mb, otherLoad, percentile, processTree, summarizeProfile, treeCpu, treeMemory, type TreeMemory } from './proc-stats.js';
@@ -597,7 +597,7 @@ async function againstFulmar(): Promise<boolean> {
   };
   const NODES = Number(args.nodes);
   if (NODES > 1 && !args.postgres) throw new Error('--nodes needs --postgres');
-  const database = args.postgres ? freshDatabase() : undefined;
+  const database = args.postgres ? freshDatabase('fulmar_bench', process.env['FULMAR_BENCH_PG'] ?? 'postgres://postgres@127.0.0.1:5432/postgres') : undefined;
   console.log(`imap bench against Fulmar${database ? ` on PostgreSQL (${NODES} node(s))` : ''}${nodeFlags.length ? ` (server flags: ${nodeFlags.join(' ')})` : ''}`);
   const f = await FulmarProcess.create({ settings, nodeFlags, ...(database ? { database: database.url } : {}) });
   const moreNodes: FulmarProcess[] = [];
@@ -621,7 +621,7 @@ async function againstFulmar(): Promise<boolean> {
     }
     // What autovacuum would do in the minutes after such a bulk load: statistics and the
     // visibility map (index-only scans), so the mix does not measure a freshly loaded table.
-    if (database) database.vacuum();
+    if (database) await database.vacuum();
     const rows = users.length * MESSAGES + (IDLE > 0 ? IDLE_MESSAGES : 0) + BIG;
     const distinct = DISTINCT ? rows : Math.max(users.length ? MESSAGES : 0, IDLE > 0 ? IDLE_MESSAGES : 0, BIG);
     console.log(
@@ -662,7 +662,7 @@ async function againstFulmar(): Promise<boolean> {
       await n.kill();
       n.cleanup();
     }
-    if (database && !args.keep) database.drop();
+    if (database && !args.keep) await database.drop().catch(() => {});
     await f.kill();
     if (args.keep) console.log(`  data folder kept: ${f.dataDir}`);
     else f.cleanup();

@@ -25,7 +25,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FulmarProcess } from '../test/integration/harness.js';
-import { freshDatabase } from './pg-database.js';
+import { freshDatabase } from '../test/integration/pg-database.js';
 import { allProcessCpu, cpuSeconds, machineBusySeconds, mainThreadCpu, mb, parseSize, percentile, readStatus, summarizeProfile } from './proc-stats.js';
 
 const { values: args } = parseArgs({
@@ -283,7 +283,7 @@ async function main(): Promise<void> {
   );
   const NODES = Number(args.nodes);
   if (NODES > 1 && !args.postgres) throw new Error('--nodes needs --postgres');
-  const database = args.postgres ? freshDatabase() : undefined;
+  const database = args.postgres ? freshDatabase('fulmar_bench', process.env['FULMAR_BENCH_PG'] ?? 'postgres://postgres@127.0.0.1:5432/postgres') : undefined;
   const f = await FulmarProcess.create({ settings, nodeFlags, ...(database ? { database: database.url } : {}) });
   const others: FulmarProcess[] = [];
   for (let n = 1; n < NODES; n++) others.push(await FulmarProcess.create({ nodeFlags, database: database!.url }));
@@ -452,7 +452,7 @@ async function main(): Promise<void> {
     for (const n of nodes) await n.kill();
     if (args.keep) console.log(`  data folder kept: ${f.dataDir}`);
     else for (const n of nodes) n.cleanup();
-    if (database && !args.keep) database.drop();
+    if (database && !args.keep) await database.drop().catch(() => {});
     if (!args['cpu-prof']) rmSync(scratch, { recursive: true, force: true });
   }
   process.exitCode = ok ? 0 : 1;

@@ -5,18 +5,12 @@
  * UIDVALIDITY, UIDs, flags and bytes, and POP3 the same UIDLs.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
-import pg from 'pg';
 import { FulmarProcess, python } from './harness.js';
+import { freshDatabase } from './pg-database.js';
 
-const BASE = process.env['FULMAR_TEST_PG'] ?? 'postgres://postgres@127.0.0.1:5432/fulmar_test';
-const DB_NAME = `fulmar_migrate_${randomBytes(5).toString('hex')}`;
-const DATABASE = (() => {
-  const u = new URL(BASE);
-  u.pathname = `/${DB_NAME}`;
-  return u.toString();
-})();
+const database = freshDatabase('fulmar_migrate');
+const DATABASE = database.url;
 const PASSWORD = 'migrate-pass-1';
 const processes: FulmarProcess[] = [];
 
@@ -25,13 +19,7 @@ after(async () => {
     await f.stop();
     f.cleanup();
   }
-  // The maintenance database: BASE's own database need not exist (CI names a fresh one).
-  const maintenance = new URL(BASE);
-  maintenance.pathname = '/postgres';
-  const admin = new pg.Client({ connectionString: maintenance.toString() });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS "${DB_NAME}" WITH (FORCE)`);
-  await admin.end();
+  await database.drop();
 });
 
 /** What a client sees of the site: IMAP state of every mailbox of the user, and POP3 UIDLs. */

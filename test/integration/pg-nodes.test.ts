@@ -5,19 +5,13 @@
  * outbound queue is worked by both with each message sent once, also when one node is killed.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import pg from 'pg';
 import { FulmarProcess, python } from './harness.js';
+import { freshDatabase } from './pg-database.js';
 import { SmtpSink, unstuff } from './smtp-sink.js';
 
-const BASE = process.env['FULMAR_TEST_PG'] ?? 'postgres://postgres@127.0.0.1:5432/fulmar_test';
-const DB_NAME = `fulmar_nodes_${randomBytes(5).toString('hex')}`;
-const DATABASE = (() => {
-  const u = new URL(BASE);
-  u.pathname = `/${DB_NAME}`;
-  return u.toString();
-})();
+const database = freshDatabase('fulmar_nodes');
+const DATABASE = database.url;
 
 let a: FulmarProcess;
 let b: FulmarProcess;
@@ -44,13 +38,7 @@ after(async () => {
   a?.cleanup();
   b?.cleanup();
   await sink?.stop();
-  // The maintenance database: BASE's own database need not exist (CI names a fresh one).
-  const maintenance = new URL(BASE);
-  maintenance.pathname = '/postgres';
-  const admin = new pg.Client({ connectionString: maintenance.toString() });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS "${DB_NAME}" WITH (FORCE)`);
-  await admin.end();
+  await database.drop();
 });
 
 function user(name: string): string {
