@@ -7,7 +7,7 @@
  * SQLite and true/false in PostgreSQL (sqlBool reads both). Row shapes are type aliases, so they
  * fit the PostgreSQL adapter's `Record<string, unknown>` rows.
  */
-import type { Account, Domain, Mailbox, MessageRecord, MessageWithMeta, SpecialUse } from './types.js';
+import type { Account, CollectKind, CollectSource, Domain, Mailbox, MessageRecord, MessageWithMeta, SpecialUse } from './types.js';
 
 /** A boolean column as either backend returns it. */
 export function sqlBool(value: number | boolean): boolean {
@@ -134,4 +134,45 @@ export const MESSAGE_WITH_META_SELECT = `SELECT m.id, m.mailbox_id, m.uid, m.mod
 export function toMessageWithMeta(row: MessageWithMetaRow): MessageWithMeta {
   const meta = row.envelope !== null && row.structure !== null ? { envelope: row.envelope, structure: row.structure } : null;
   return { ...toMessage(row), meta };
+}
+
+export type CollectSourceRow = {
+  id: number;
+  kind: CollectKind;
+  name: string;
+  account_id: number | null;
+  config: string;
+  enabled: number | boolean;
+  created_at: number;
+  last_run_at: number | null;
+  last_ok_at: number | null;
+  last_error: string | null;
+  last_collected: number;
+  total_collected: number;
+  run_owner: string | null;
+  run_until: number | null;
+};
+
+export const COLLECT_SOURCE_COLUMNS =
+  'id, kind, name, account_id, config, enabled, created_at, last_run_at, last_ok_at, last_error, last_collected, total_collected, run_owner, run_until';
+
+const dateOrNull = (ms: number | null): Date | null => (ms === null ? null : new Date(ms));
+
+export function toCollectSource(r: CollectSourceRow): CollectSource {
+  return {
+    id: r.id,
+    kind: r.kind,
+    name: r.name,
+    accountId: r.account_id,
+    config: r.config,
+    enabled: sqlBool(r.enabled),
+    createdAt: new Date(r.created_at),
+    lastRunAt: dateOrNull(r.last_run_at),
+    lastOkAt: dateOrNull(r.last_ok_at),
+    lastError: r.last_error,
+    lastCollected: r.last_collected,
+    totalCollected: r.total_collected,
+    runOwner: r.run_owner,
+    runUntil: dateOrNull(r.run_until),
+  };
 }

@@ -5,49 +5,8 @@
  */
 import { AlreadyExists, InvalidInput } from '../../util/errors.js';
 import type { CollectedMark, CollectKind, CollectSource, CollectStore, SeenRemoteMessage } from '../types.js';
+import { COLLECT_SOURCE_COLUMNS, toCollectSource, type CollectSourceRow } from '../rows.js';
 import { isUniqueViolation, type Db, type Queryable } from './db.js';
-
-interface SourceRow {
-  id: number;
-  kind: CollectKind;
-  name: string;
-  account_id: number | null;
-  config: string;
-  enabled: boolean;
-  created_at: number;
-  last_run_at: number | null;
-  last_ok_at: number | null;
-  last_error: string | null;
-  last_collected: number;
-  total_collected: number;
-  run_owner: string | null;
-  run_until: number | null;
-  [column: string]: unknown;
-}
-
-const SOURCE_COLUMNS =
-  'id, kind, name, account_id, config, enabled, created_at, last_run_at, last_ok_at, last_error, last_collected, total_collected, run_owner, run_until';
-
-const toDate = (ms: number | null): Date | null => (ms === null ? null : new Date(ms));
-
-function toSource(r: SourceRow): CollectSource {
-  return {
-    id: r.id,
-    kind: r.kind,
-    name: r.name,
-    accountId: r.account_id,
-    config: r.config,
-    enabled: r.enabled,
-    createdAt: new Date(r.created_at),
-    lastRunAt: toDate(r.last_run_at),
-    lastOkAt: toDate(r.last_ok_at),
-    lastError: r.last_error,
-    lastCollected: r.last_collected,
-    totalCollected: r.total_collected,
-    runOwner: r.run_owner,
-    runUntil: toDate(r.run_until),
-  };
-}
 
 /** Records a mark in the caller's transaction; AlreadyExists when the UIDL was dealt with. */
 export async function markCollected(tx: Queryable, mark: CollectedMark): Promise<void> {
@@ -78,11 +37,11 @@ export class PgCollectStore implements CollectStore {
 
   async addSource(kind: CollectKind, name: string, accountId: number | null, config: string): Promise<CollectSource> {
     try {
-      const row = await this.db.one<SourceRow>(
-        `INSERT INTO collect_sources (kind, name, account_id, config, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING ${SOURCE_COLUMNS}`,
+      const row = await this.db.one<CollectSourceRow>(
+        `INSERT INTO collect_sources (kind, name, account_id, config, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING ${COLLECT_SOURCE_COLUMNS}`,
         [kind, name, accountId, config, Date.now()],
       );
-      return toSource(row!);
+      return toCollectSource(row!);
     } catch (e) {
       if (isUniqueViolation(e)) throw new AlreadyExists(`a ${kind} source named ${name} exists already`);
       throw e;
@@ -98,15 +57,15 @@ export class PgCollectStore implements CollectStore {
   }
 
   async getSource(id: number): Promise<CollectSource | null> {
-    const row = await this.db.one<SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM collect_sources WHERE id = $1`, [id]);
-    return row ? toSource(row) : null;
+    const row = await this.db.one<CollectSourceRow>(`SELECT ${COLLECT_SOURCE_COLUMNS} FROM collect_sources WHERE id = $1`, [id]);
+    return row ? toCollectSource(row) : null;
   }
 
   async listSources(kind?: CollectKind): Promise<CollectSource[]> {
     const rows = kind
-      ? await this.db.query<SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM collect_sources WHERE kind = $1 ORDER BY name`, [kind])
-      : await this.db.query<SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM collect_sources ORDER BY kind, name`);
-    return rows.map(toSource);
+      ? await this.db.query<CollectSourceRow>(`SELECT ${COLLECT_SOURCE_COLUMNS} FROM collect_sources WHERE kind = $1 ORDER BY name`, [kind])
+      : await this.db.query<CollectSourceRow>(`SELECT ${COLLECT_SOURCE_COLUMNS} FROM collect_sources ORDER BY kind, name`);
+    return rows.map(toCollectSource);
   }
 
   async claimRun(sourceId: number, owner: string, now: Date, leaseMs: number, replacing: string | null = null): Promise<boolean> {

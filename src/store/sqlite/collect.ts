@@ -12,46 +12,8 @@
 import type Database from 'better-sqlite3';
 import { AlreadyExists, InvalidInput } from '../../util/errors.js';
 import type { CollectedMark, CollectKind, CollectSource, CollectStore, SeenRemoteMessage } from '../types.js';
+import { COLLECT_SOURCE_COLUMNS, toCollectSource, type CollectSourceRow } from '../rows.js';
 import { statementCache, type Prepare } from './statements.js';
-
-interface SourceRow {
-  id: number;
-  kind: CollectKind;
-  name: string;
-  account_id: number | null;
-  config: string;
-  enabled: number;
-  created_at: number;
-  last_run_at: number | null;
-  last_ok_at: number | null;
-  last_error: string | null;
-  last_collected: number;
-  total_collected: number;
-  run_owner: string | null;
-  run_until: number | null;
-}
-
-const SOURCE_COLUMNS =
-  'id, kind, name, account_id, config, enabled, created_at, last_run_at, last_ok_at, last_error, last_collected, total_collected, run_owner, run_until';
-
-function toSource(r: SourceRow): CollectSource {
-  return {
-    id: r.id,
-    kind: r.kind,
-    name: r.name,
-    accountId: r.account_id,
-    config: r.config,
-    enabled: r.enabled !== 0,
-    createdAt: new Date(r.created_at),
-    lastRunAt: r.last_run_at === null ? null : new Date(r.last_run_at),
-    lastOkAt: r.last_ok_at === null ? null : new Date(r.last_ok_at),
-    lastError: r.last_error,
-    lastCollected: r.last_collected,
-    totalCollected: r.total_collected,
-    runOwner: r.run_owner,
-    runUntil: r.run_until === null ? null : new Date(r.run_until),
-  };
-}
 
 /** Records a mark; inside a delivery's transaction, AlreadyExists rolls the delivery back. */
 export function markCollected(sql: Prepare, mark: CollectedMark): void {
@@ -88,10 +50,10 @@ export class SqliteCollectStore implements CollectStore {
 
   async addSource(kind: CollectKind, name: string, accountId: number | null, config: string): Promise<CollectSource> {
     try {
-      const row = this.sql<[string, string, number | null, string, number], SourceRow>(
-        `INSERT INTO collect_sources (kind, name, account_id, config, created_at) VALUES (?, ?, ?, ?, ?) RETURNING ${SOURCE_COLUMNS}`,
+      const row = this.sql<[string, string, number | null, string, number], CollectSourceRow>(
+        `INSERT INTO collect_sources (kind, name, account_id, config, created_at) VALUES (?, ?, ?, ?, ?) RETURNING ${COLLECT_SOURCE_COLUMNS}`,
       ).get(kind, name, accountId, config, Date.now())!;
-      return toSource(row);
+      return toCollectSource(row);
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new AlreadyExists(`a ${kind} source named ${name} exists already`);
       throw e;
@@ -107,15 +69,15 @@ export class SqliteCollectStore implements CollectStore {
   }
 
   async getSource(id: number): Promise<CollectSource | null> {
-    const row = this.sql<[number], SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM collect_sources WHERE id = ?`).get(id);
-    return row ? toSource(row) : null;
+    const row = this.sql<[number], CollectSourceRow>(`SELECT ${COLLECT_SOURCE_COLUMNS} FROM collect_sources WHERE id = ?`).get(id);
+    return row ? toCollectSource(row) : null;
   }
 
   async listSources(kind?: CollectKind): Promise<CollectSource[]> {
     const rows = kind
-      ? this.sql<[string], SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM collect_sources WHERE kind = ? ORDER BY name`).all(kind)
-      : this.sql<[], SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM collect_sources ORDER BY kind, name`).all();
-    return rows.map(toSource);
+      ? this.sql<[string], CollectSourceRow>(`SELECT ${COLLECT_SOURCE_COLUMNS} FROM collect_sources WHERE kind = ? ORDER BY name`).all(kind)
+      : this.sql<[], CollectSourceRow>(`SELECT ${COLLECT_SOURCE_COLUMNS} FROM collect_sources ORDER BY kind, name`).all();
+    return rows.map(toCollectSource);
   }
 
   async claimRun(sourceId: number, owner: string, now: Date, leaseMs: number, replacing: string | null = null): Promise<boolean> {
