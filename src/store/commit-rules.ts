@@ -4,7 +4,7 @@
  */
 import { InvalidInput } from '../util/errors.js';
 import { canonicalFlags } from './flags.js';
-import { parseSearchFields } from './sqlite/search-rows.js';
+import { parseSearchFields } from './search-fields.js';
 import type { DeliveryCommit } from './types.js';
 
 /** Rejects malformed commits before anything is touched (or joins a batch, where it would fail others). */

@@ -1,6 +1,6 @@
 /**
  * The per-message header SEARCH rows on PostgreSQL (table message_search): the same model as
- * store/sqlite/search-rows.ts, whose parser of BlobMeta.search (backend-neutral) is reused.
+ * store/sqlite/search-rows.ts; the parser of BlobMeta.search is shared (store/search-fields.ts).
  *
  * Invariants
  * - A message has a row exactly when its blob's meta had `search` when the message was stored,
@@ -15,8 +15,8 @@
  *   is NULL, so a message without the field never matches; strpos(x, '') is 1.
  */
 import type { Queryable } from './db.js';
-export { parseSearchFields, SEARCH_COLUMNS, type SearchValues } from '../sqlite/search-rows.js';
-import type { SearchValues } from '../sqlite/search-rows.js';
+export { parseSearchFields, SEARCH_COLUMNS, type SearchValues } from '../search-fields.js';
+import type { SearchValues } from '../search-fields.js';
 
 /** Rows per INSERT statement (arrays bound as parameters, never one parameter per row). */
 const BATCH = 10_000;

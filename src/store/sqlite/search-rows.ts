@@ -14,39 +14,11 @@
  * - Columns are picked from SEARCH_COLUMNS, never from input.
  */
 import type Database from 'better-sqlite3';
-import { InvalidInput } from '../../util/errors.js';
+import { parseSearchFields, SEARCH_COLUMNS, type SearchValues } from '../search-fields.js';
 import type { BlobMeta, MetaIndexer, SearchField, SearchFields } from '../types.js';
 import type { SqliteBlobStore } from './blob-store.js';
 
-export const SEARCH_COLUMNS: Readonly<Record<SearchField, string>> = {
-  subject: 'subject',
-  from: 'from_addr',
-  to: 'to_addr',
-  cc: 'cc_addr',
-  bcc: 'bcc_addr',
-};
-
-const FIELDS = Object.keys(SEARCH_COLUMNS) as SearchField[];
-
-/** The row values, in column order after (mailbox_id, uid). */
-export type SearchValues = [subject: string | null, from: string | null, to: string | null, cc: string | null, bcc: string | null];
-
-/** Parses BlobMeta.search; InvalidInput when it is not a SearchFields object. */
-export function parseSearchFields(text: string): SearchValues {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new InvalidInput('blob meta search is not JSON');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidInput('blob meta search is not an object');
-  const fields = parsed as Partial<Record<SearchField, unknown>>;
-  return FIELDS.map((f) => {
-    const value = fields[f] ?? null;
-    if (value !== null && typeof value !== 'string') throw new InvalidInput(`blob meta search.${f} is not a string`);
-    return value;
-  }) as SearchValues;
-}
+export { parseSearchFields, SEARCH_COLUMNS, type SearchValues } from '../search-fields.js';
 
 export const INSERT_SEARCH_ROW =
   'INSERT OR REPLACE INTO message_search (mailbox_id, uid, subject, from_addr, to_addr, cc_addr, bcc_addr) VALUES (?, ?, ?, ?, ?, ?, ?)';
